@@ -1,0 +1,135 @@
+"""Thin kopf handlers for Incident: read the object, call the domain, write status.
+
+Two entry points share one idempotent sync:
+- create/update/resume handlers react to spec changes (a person acknowledges, a priority
+  changes) and wake the object's deadline clock;
+- a per-incident daemon sleeps until the next due time computed from ``status`` (the next
+  escalation, a notification retry) and syncs again then: a timer aimed at the due time,
+  not a coarse poll. After a restart the daemon simply recomputes from ``status``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+
+from .. import metrics
+from ..adapters import kube
+from ..domain.lifecycle import Outcome, reconcile_incident, status_patch
+
+GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.INCIDENTS
+MAX_CONFLICT_RETRIES = 8
+# asyncio may wake a hair early; a due time is never acted on before it is reached.
+WAKE_MARGIN_SECONDS = 0.005
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def sync_incident(body: dict[str, Any], memo: Any, logger) -> tuple[dict[str, Any] | None, Outcome | None]:
+    """Brings status in line with the domain's view; exactly once per change, even with rivals."""
+    settings = memo.config.lifecycle
+    current: dict[str, Any] | None = body
+    for _ in range(MAX_CONFLICT_RETRIES):
+        if current is None:
+            return None, None
+        outcome = reconcile_incident(current, utcnow(), settings)
+        old_status = current.get("status") or {}
+        patch = status_patch(old_status, outcome.status)
+        if not patch:
+            return current, outcome
+        meta = current["metadata"]
+        try:
+            updated = await kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch,
+                                              meta.get("resourceVersion"))
+        except kube.Conflict:
+            current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+            continue
+        except kube.NotFound:
+            return None, None
+        _after_write(updated, outcome, memo, logger)
+        return updated, outcome
+    raise kopf.TemporaryError("the incident kept changing while its status was being written", delay=1)
+
+
+def _after_write(body: dict[str, Any], outcome: Outcome, memo: Any, logger) -> None:
+    """Side effects that must happen once per successful write (never inside retried steps)."""
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if outcome.invalid:
+        logger.warning(f"Incident is invalid: {outcome.invalid}")
+    metrics.record_outcome(body, outcome)
+    notifier = getattr(memo, "notifier", None)
+    if notifier is not None and outcome.notifications:
+        notifier.enqueue(body, outcome.notifications)
+
+
+def _wake(memo: Any) -> None:
+    event = memo.get("wakeup") if hasattr(memo, "get") else None
+    if event is not None:
+        event.set()
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def incident_changed(body, memo, logger, **_) -> None:
+    await sync_incident(dict(body), memo, logger)
+    _wake(memo)
+
+
+def _open(spec, **_) -> bool:
+    return (spec or {}).get("state") != "Closed"
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="deadline-clock", when=_open, cancellation_timeout=5,
+             backoff=1.0)
+async def deadline_clock(body, memo, stopped, logger, **_) -> None:
+    """Sleeps until the incident's next due time, then syncs; woken early by spec changes."""
+    memo.wakeup = wakeup = asyncio.Event()
+    current: dict[str, Any] | None = dict(body)
+    meta = dict(body["metadata"])
+    while not stopped:
+        try:
+            current, outcome = await sync_incident(current, memo, logger)
+        except kopf.TemporaryError:
+            current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+            continue
+        if current is None or outcome is None:
+            return
+        due = _next_due(outcome, memo)
+        timeout = None if due is None else max((due - utcnow()).total_seconds() + WAKE_MARGIN_SECONDS, 0)
+        wakeup.clear()
+        waiter = asyncio.create_task(wakeup.wait())
+        stopper = asyncio.create_task(stopped.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            stopper.cancel()
+        if stopped:
+            return
+        # Re-read: a person may have acknowledged meanwhile, or another replica escalated.
+        current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+
+
+def _next_due(outcome: Outcome, memo: Any) -> datetime | None:
+    candidates = [outcome.next_wakeup]
+    notifier = getattr(memo, "notifier", None)
+    if notifier is not None:
+        candidates.append(notifier.next_retry(outcome.status))
+    candidates = [c for c in candidates if c is not None]
+    return min(candidates) if candidates else None
+
+
+@kopf.index(GROUP, VERSION, PLURAL, id="incident_states")
+def incident_states(spec, status, **_):
+    """Open incidents by (priority, state, service), for the gauges; kopf keeps it in sync."""
+    status = status or {}
+    priority = status.get("priority") or (spec or {}).get("priority") or "unknown"
+    state = (spec or {}).get("state") or "Triggered"
+    return {(priority, state, (spec or {}).get("service") or ""): int(status.get("openActionItems") or 0)}

@@ -1,0 +1,31 @@
+"""Operator-level settings, applied once at start-up.
+
+Every non-default kopf setting is here, with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+PREFIX = "incidents.buttercream.io"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **_) -> None:
+    # Keep kopf's own bookkeeping under our annotation prefix, not kopf.zalando.org.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{PREFIX}/kopf-finalizer"
+    # Only warnings from logs become Kubernetes Events; the timeline and our own
+    # kopf.event() calls carry the story. Avoids an Event per handler run.
+    settings.posting.level = logging.WARNING
+    # One replica with Recreate (see the chart); no peering objects needed.
+    settings.peering.standalone = True
+    # A hopeless object must not be retried forever at full speed.
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    # The watch-inactivity timeout added in kopf 1.44 (nolar/kopf#1120, #1267) stays at
+    # its default: it is what reconnects a silently dead watch.
+    logger.info(f"Operator configured: namespaces={list(memo.config.namespaces) or 'all'}")
