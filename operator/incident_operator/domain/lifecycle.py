@@ -218,7 +218,7 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
                                                       "incident.escalated", level))
             outcome.escalated_levels.append(level)
         current_level = due_level
-        escalation["lastEscalatedAt"] = format_time(now)
+        escalation["lastEscalatedAt"] = format_time_precise(now)
     escalation["level"] = current_level
     next_at = None if acknowledged else dl.next_escalation_at(response_deadline, current_level, interval, max_level)
     escalation["nextEscalationAt"] = format_time_precise(next_at) if next_at else None

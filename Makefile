@@ -1,0 +1,74 @@
+# incident-operator — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PYTHON    ?= python3
+PY        := $(VENV)/bin/python
+PIP       := $(VENV)/bin/pip
+PYTEST    := $(VENV)/bin/pytest
+NAB_DIR   ?= $(firstword $(wildcard ../shared/data/nab) ../shared/data/nab)
+APT_PACKAGES := prometheus prometheus-alertmanager
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: pyproject.toml
+	@echo "==> Python virtualenv in $(VENV) with the project and its test extra"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip
+	@$(PIP) install -q -e '.[test]'
+	@touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create the virtualenv and install the project with its test extra
+
+.PHONY: apt-deps
+apt-deps: ## Install Debian packages the tests need (Prometheus, Alertmanager), if missing
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "==> apt-get install$$missing"; \
+	  sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+
+.PHONY: controlplane
+controlplane: ## Build kube-apiserver and etcd from the pinned Go modules (skipped when current)
+	@bash tests/controlplane/build.sh >/dev/null
+
+.PHONY: deps
+deps: venv apt-deps controlplane ## Everything the tests need: venv, Debian packages, control plane
+
+.PHONY: test
+test: deps ## Run every test: unit, then integration against a real control plane and Prometheus
+	$(PYTEST) tests -q
+
+.PHONY: test-unit
+test-unit: venv ## Run the unit tests only (no cluster)
+	$(PYTEST) tests/unit -q
+
+.PHONY: test-integration
+test-integration: deps ## Run the integration tests only
+	$(PYTEST) tests/integration -q
+
+.PHONY: crds
+crds: ## Copy crds/ into the Helm chart and manifests/ (crds/ is the source of truth)
+	$(PY) -m incident_operator.cli.sync_crds
+
+.PHONY: bench
+bench: deps ## Run the benchmarks; they print figures (never pass/fail)
+	$(PY) benchmarks/run_all.py --nab $(NAB_DIR)
+
+.PHONY: demo
+demo: deps ## One-command tour: control plane, Prometheus, ticket simulator, operator, live view
+	$(PY) -m incident_operator.cli.demo
+
+.PHONY: run
+run: venv ## Run the operator against the current kubeconfig
+	$(PY) -m incident_operator --verbose
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches (the control-plane binaries stay in ~/.cache)
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
