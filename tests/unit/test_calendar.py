@@ -21,7 +21,6 @@ from incident_operator.domain.calendar import BusinessCalendar
 
 BERLIN = ZoneInfo("Europe/Berlin")
 LONDON = ZoneInfo("Europe/London")
-NEW_YORK = ZoneInfo("America/New_York")
 
 
 def utc(*args: int) -> datetime:
@@ -103,7 +102,10 @@ def test_country_code_is_normalised_and_lower_case_subdivision_accepted() -> Non
         ({"timezone": "Europe/Berlinn"}, r"timezone: unknown IANA time zone 'Europe/Berlinn'"),
         ({"timezone": ""}, r"timezone"),
         ({"timezone": 5}, r"timezone"),
-        ({"hours": {"start": "17:00", "end": "09:00"}}, r"hours\.end \(09:00\) must be after hours\.start \(17:00\)"),
+        (
+            {"hours": {"start": "17:00", "end": "09:00"}},
+            r"hours\.end \(09:00\) must be after hours\.start \(17:00\)",
+        ),
         ({"hours": {"start": "09:00", "end": "09:00"}}, r"hours\.end .* must be after hours\.start"),
         ({"hours": {"start": "9am"}}, r"hours\.start: invalid time of day '9am'"),
         ({"hours": {"end": "25:00"}}, r"hours\.end: invalid time of day '25:00'"),
@@ -115,10 +117,13 @@ def test_country_code_is_normalised_and_lower_case_subdivision_accepted() -> Non
         ({"workdays": [1, 2]}, r"workdays\[0\]: expected a weekday name"),
         ({"workdays": "Mon-Fri"}, r"workdays: expected a list"),
         ({"holidays": {"country": "XX"}}, r"holidays\.country: unsupported country code 'XX'"),
-        ({"holidays": {"country": "DE", "subdivision": "ZZ"}}, r"holidays\.subdivision: country DE has no subdivision 'ZZ'"),
-        ({"holidays": {"subdivision": "BE"}}, r"holidays\.subdivision: set only together with holidays\.country"),
+        (
+            {"holidays": {"country": "DE", "subdivision": "ZZ"}},
+            r"holidays\.subdivision: country DE has no subdivision 'ZZ'",
+        ),
+        ({"holidays": {"subdivision": "BE"}}, r"holidays\.subdivision: set only together with"),
         ({"holidays": {"extra": ["2026-02-30"]}}, r"holidays\.extra\[0\]: invalid date '2026-02-30'"),
-        ({"holidays": {"extra": ["2026-12-24", "tomorrow"]}}, r"holidays\.extra\[1\]: invalid date 'tomorrow'"),
+        ({"holidays": {"extra": ["2026-12-24", "x"]}}, r"holidays\.extra\[1\]: invalid date 'x'"),
         ({"holidays": {"extra": "2026-12-24"}}, r"holidays\.extra: expected a list"),
         ({"holidays": {"region": "BE"}}, r"holidays: unknown field\(s\) region"),
         ({"timezone": "UTC", "tz": "UTC"}, r"calendar: unknown field\(s\) tz"),
@@ -373,10 +378,16 @@ CALENDARS = [
     BERLIN_24X7,
     # Sunday-Thursday week with Israeli holidays.
     BusinessCalendar.from_dict(
-        {"timezone": "Asia/Jerusalem", "workdays": ["Sun", "Mon", "Tue", "Wed", "Thu"], "holidays": {"country": "IL"}}
+        {
+            "timezone": "Asia/Jerusalem",
+            "workdays": ["Sun", "Mon", "Tue", "Wed", "Thu"],
+            "holidays": {"country": "IL"},
+        }
     ),
     # Half-hour DST shift.
-    BusinessCalendar.from_dict({"timezone": "Australia/Lord_Howe", "hours": {"start": "08:30", "end": "18:00"}}),
+    BusinessCalendar.from_dict(
+        {"timezone": "Australia/Lord_Howe", "hours": {"start": "08:30", "end": "18:00"}}
+    ),
     # DST transitions at local midnight, 24x7.
     BusinessCalendar.from_dict(
         {

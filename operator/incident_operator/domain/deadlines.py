@@ -54,7 +54,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from .calendar import BusinessCalendar
-from .priority import PRIORITIES, parse_priority
+from .priority import parse_priority
 
 __all__ = [
     "DeadlineRule",
@@ -174,7 +174,9 @@ class DeadlineRule:
             raise ValueError(f"businessDays rule needs days >= 1, got {self.days}")
 
     @classmethod
-    def parse(cls, value: str | int | float | timedelta | DeadlineRule, *, field: str = "deadline") -> DeadlineRule:
+    def parse(
+        cls, value: str | int | float | timedelta | DeadlineRule, *, field: str = "deadline"
+    ) -> DeadlineRule:
         """Parse one of the documented forms (module docstring); ``ValueError`` naming ``field``."""
         if isinstance(value, DeadlineRule):
             return value
@@ -239,7 +241,7 @@ def _rules(
 ) -> MappingProxyType[str, DeadlineRule]:
     if given is not None and not isinstance(given, Mapping):
         raise ValueError(f"{where}: expected a mapping of priority (P1-P4) to deadline, got {given!r}")
-    merged: dict[str, DeadlineRule] = {p: DeadlineRule.parse(v, field=f"{where}.{p}") for p, v in defaults.items()}
+    merged = {p: DeadlineRule.parse(v, field=f"{where}.{p}") for p, v in defaults.items()}
     for key, value in (given or {}).items():
         priority = _priority_key(key, where)
         merged[priority] = DeadlineRule.parse(value, field=f"{where}.{priority}")
@@ -285,9 +287,12 @@ class DeadlinePolicy:
         set_(self, "resolution", _rules(self.resolution, _DEFAULT_RESOLUTION, "resolution"))
         given = self.escalation_interval
         if given is not None and not isinstance(given, Mapping):
-            raise ValueError(f"escalationInterval: expected a mapping of priority (P1-P4) to duration, got {given!r}")
+            raise ValueError(
+                f"escalationInterval: expected a mapping of priority (P1-P4) to duration, got {given!r}"
+            )
         intervals = {
-            p: parse_duration(v, field=f"escalationInterval.{p}") for p, v in _DEFAULT_ESCALATION_INTERVAL.items()
+            p: parse_duration(v, field=f"escalationInterval.{p}")
+            for p, v in _DEFAULT_ESCALATION_INTERVAL.items()
         }
         for key, value in (given or {}).items():
             priority = _priority_key(key, "escalationInterval")
