@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Registers the handlers with kopf's default registry.
     from . import handlers  # noqa: F401
-    from .handlers import incidents, startup  # noqa: F401
+    from .handlers import detectionrules, incidents, startup  # noqa: F401
     from . import runtime
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)

@@ -130,8 +130,16 @@ def test_country_code_is_normalised_and_lower_case_subdivision_accepted() -> Non
     ],
 )
 def test_bad_config_raises_naming_the_field(config: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as caught:
         BusinessCalendar.from_dict(config)
+    assert str(caught.value).startswith("calendar")  # the full path from the config root
+
+
+def test_error_path_prefix_is_configurable() -> None:
+    with pytest.raises(ValueError, match=r"^calendar\.timezone: unknown IANA time zone 'Nowhere'"):
+        BusinessCalendar.from_dict({"timezone": "Nowhere"})
+    with pytest.raises(ValueError, match=r"^spec\.calendar\.hours\.end "):
+        BusinessCalendar.from_dict({"hours": {"end": "08:00"}}, where="spec.calendar")
 
 
 def test_bad_constructor_args_raise() -> None:

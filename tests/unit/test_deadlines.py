@@ -63,10 +63,10 @@ EXTRA_CAL = BusinessCalendar.from_dict({"timezone": "UTC", "holidays": {"extra":
         ("10m", timedelta(minutes=10)),
         ("2h", timedelta(hours=2)),
         ("1h30m", timedelta(minutes=90)),
-        ("1h 30m", timedelta(minutes=90)),
         ("1d", timedelta(days=1)),
         ("1d2h3m4s", timedelta(days=1, hours=2, minutes=3, seconds=4)),
-        ("1.5h", timedelta(minutes=90)),
+        ("1500ms", timedelta(seconds=1.5)),
+        (" 5m ", timedelta(minutes=5)),
         ("0s", timedelta(0)),
         ("0", timedelta(0)),
         (300, timedelta(minutes=5)),
@@ -79,7 +79,8 @@ def test_parse_duration(text: object, expected: timedelta) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "30", "m", "1x", "1m1h", "1h1h", "-5m", "5 minutes", "1e3s", "PT5M", True, None]
+    "text",
+    ["", "30", "m", "1x", "1m1h", "1h1h", "-5m", "5 minutes", "1e3s", "PT5M", "1.5h", "1h 30m", True, None],
 )
 def test_parse_duration_rejects(text: object) -> None:
     with pytest.raises(ValueError, match="^escalationInterval.P1: "):
@@ -91,10 +92,19 @@ def test_parse_duration_rejects_overflow() -> None:
         parse_duration("999999999999d")
 
 
-@pytest.mark.parametrize("seconds", [0, 1, 59, 60, 90, 3600, 5400, 86400, 90061])
-def test_format_duration_round_trip(seconds: int) -> None:
+@pytest.mark.parametrize("seconds", [0, 1, 1.5, 0.25, 59, 60, 90, 3600, 5400, 86400, 90061])
+def test_format_duration_round_trip(seconds: float) -> None:
     assert parse_duration(format_duration(timedelta(seconds=seconds))) == timedelta(seconds=seconds)
     assert format_duration(timedelta(minutes=90)) == "1h30m"
+    assert format_duration(timedelta(seconds=1.5)) == "1s500ms"
+
+
+def test_duration_syntax_is_the_shared_one() -> None:
+    """Config durations use the same language as manifest durations (domain.durations)."""
+    from incident_operator.domain import durations
+
+    for text in ("0", "0s", "30s", "10m", "1h30m", "1d", "1500ms"):
+        assert parse_duration(text) == timedelta(seconds=durations.parse_duration(text))
 
 
 # ----------------------------------------------------------------------------- rules
@@ -203,8 +213,16 @@ def test_policy_constructor_accepts_strings_and_partials() -> None:
     ],
 )
 def test_bad_policy_config_raises_naming_the_field(config: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError, match=message) as caught:
         DeadlinePolicy.from_dict(config)
+    assert str(caught.value).startswith("deadlines")  # the full path from the config root
+
+
+def test_policy_error_path_is_rooted() -> None:
+    with pytest.raises(ValueError, match=r"^deadlines\.response\.P2: invalid deadline 'soon'"):
+        DeadlinePolicy.from_dict({"response": {"P2": "soon"}})
+    with pytest.raises(ValueError, match=r"^deadlines\.maxEscalationLevel: "):
+        DeadlinePolicy.from_dict({"maxEscalationLevel": -1})
 
 
 # ----------------------------------------------------------------------------- response deadlines

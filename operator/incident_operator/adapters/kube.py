@@ -93,6 +93,14 @@ async def patch_spec(plural: str, namespace: str, name: str, spec_patch: dict[st
     return await _call(custom_objects().patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, body)
 
 
+async def patch_object(plural: str, namespace: str, name: str, body: dict[str, Any],
+                       resource_version: str | None = None) -> dict[str, Any]:
+    body = dict(body)
+    if resource_version:
+        body["metadata"] = {**(body.get("metadata") or {}), "resourceVersion": resource_version}
+    return await _call(custom_objects().patch_namespaced_custom_object, GROUP, VERSION, namespace, plural, name, body)
+
+
 async def create_or_get(plural: str, namespace: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Creates the object, or returns the existing one of that name: idempotent by name."""
     name = body["metadata"]["name"]

@@ -221,17 +221,25 @@ class BusinessCalendar:
         )
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any] | None) -> BusinessCalendar:
+    def from_dict(cls, config: Mapping[str, Any] | None, *, where: str = "calendar") -> BusinessCalendar:
         """Build from the plain-dict config form (see the module docstring).
 
         Unknown keys are refused (a typo in Helm values should fail loudly, not be ignored).
-        Raises ``ValueError`` naming the bad field.
+        Raises ``ValueError`` naming the bad field by its path under ``where``, e.g.
+        ``"calendar.hours.end (08:00) must be after hours.start (09:00)"``.
         """
         if config is None:
             return cls()
         if not isinstance(config, Mapping):
-            raise ValueError(f"calendar: expected a mapping, got {type(config).__name__}")
-        _reject_unknown(config, {"timezone", "workdays", "hours", "holidays"}, "calendar")
+            raise ValueError(f"{where}: expected a mapping, got {type(config).__name__}")
+        _reject_unknown(config, {"timezone", "workdays", "hours", "holidays"}, where)
+        try:
+            return cls._from_dict(config)
+        except ValueError as error:
+            raise ValueError(f"{where}.{error}") from None
+
+    @classmethod
+    def _from_dict(cls, config: Mapping[str, Any]) -> BusinessCalendar:
         kwargs: dict[str, Any] = {}
         if config.get("timezone") is not None:
             kwargs["timezone"] = config["timezone"]

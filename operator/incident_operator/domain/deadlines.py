@@ -8,10 +8,11 @@ Deadline forms
 --------------
 Each per-priority entry of a :class:`DeadlinePolicy` is a string in one of these forms:
 
-``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``, ``"1d"``, ``"1.5h"``
-    Elapsed (wall-clock, 24x7) time: components ``<number><unit>``, units ``d`` (24 h), ``h``,
-    ``m``, ``s``, largest unit first, each at most once. ``"0s"`` means "at detection". A bare
-    number in YAML/JSON (``300``) is taken as seconds.
+``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``, ``"1d"``
+    Elapsed (wall-clock, 24x7) time, in the project's duration syntax (``domain.durations``, the
+    same as in the CRDs): integer parts ``<n><unit>``, units ``d`` (24 h), ``h``, ``m``, ``s``,
+    ``ms``, largest unit first, each at most once. ``"0s"`` means "at detection". A bare number
+    in YAML/JSON (``300``) is taken as seconds.
 ``"16bh"``, ``"1.5bh"``
     Business hours: only working hours of the business calendar count
     (:meth:`BusinessCalendar.add_business_time`). Fri 16:00 + ``"2bh"`` = Mon 10:00.
@@ -46,6 +47,7 @@ lower the level it has already recorded in ``status``.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -53,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
+from . import durations as _durations
 from .calendar import BusinessCalendar
 from .priority import parse_priority
 
@@ -72,47 +75,30 @@ __all__ = [
 
 # ---------------------------------------------------------------------------------------- durations
 
-_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-_DURATION_COMPONENT = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+_FORMAT_UNITS_MS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
 
 
 def parse_duration(value: str | int | float | timedelta, *, field: str = "duration") -> timedelta:
-    """``"30s"``, ``"10m"``, ``"1h30m"``, ``"1d"``, ``"1.5h"`` -> ``timedelta``.
+    """``"30s"``, ``"10m"``, ``"1h30m"``, ``"1d"``, ``"1500ms"`` -> ``timedelta``.
 
-    Units ``d`` (24 hours), ``h``, ``m``, ``s``; largest first, each at most once; blanks between
-    components are allowed (``"1h 30m"``). ``"0"`` is zero. Ints/floats are seconds, a
-    ``timedelta`` passes through. Negative values are refused. Raises ``ValueError`` naming
-    ``field``.
+    Strings use the project's one duration language, :func:`incident_operator.domain.durations.
+    parse_duration` (integer parts, units ``d`` = 24 h, ``h``, ``m``, ``s``, ``ms``, largest first,
+    each at most once; ``"0"`` is zero) -- the same syntax as durations in the CRDs. Ints/floats
+    (a bare number in YAML) are seconds; a ``timedelta`` passes through. Negative values are
+    refused. Raises ``ValueError`` whose message starts with ``field``.
     """
     if isinstance(value, timedelta):
         result = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError(f"{field}: invalid duration {value!r}")
-        try:
-            result = timedelta(seconds=value)
-        except OverflowError:
-            raise ValueError(f"{field}: duration {value!r} is too large") from None
+        result = _seconds(value, field, value)
     elif isinstance(value, str):
-        text = "".join(value.split())
-        if text == "0":
-            return timedelta(0)
-        parts = _DURATION_COMPONENT.findall(text)
-        if not text or "".join(n + u for n, u in parts) != text:
-            raise ValueError(
-                f"{field}: invalid duration {value!r}; expected e.g. '90s', '30m', '2h', '1h30m', '1d'"
-            )
-        units = [u for _, u in parts]
-        order = list(_UNIT_SECONDS)
-        if sorted(units, key=order.index) != units or len(set(units)) != len(units):
-            raise ValueError(
-                f"{field}: invalid duration {value!r}; give each unit once, largest first (e.g. '1h30m')"
-            )
-        seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
         try:
-            result = timedelta(seconds=seconds)
-        except OverflowError:
-            raise ValueError(f"{field}: duration {value!r} is too large") from None
+            seconds = _durations.parse_duration(value)
+        except ValueError as error:
+            raise ValueError(f"{field}: {error}") from None
+        result = _seconds(seconds, field, value)
     else:
         raise ValueError(f"{field}: expected a duration string such as '30m', got {value!r}")
     if result < timedelta(0):
@@ -120,24 +106,25 @@ def parse_duration(value: str | int | float | timedelta, *, field: str = "durati
     return result
 
 
+def _seconds(seconds: float, field: str, original: object) -> timedelta:
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{field}: duration {original!r} is too large") from None
+
+
 def format_duration(value: timedelta) -> str:
-    """Inverse of :func:`parse_duration` for whole seconds: ``timedelta(minutes=90)`` -> ``"1h30m"``."""
-    total = value.total_seconds()
-    if total < 0:
+    """Inverse of :func:`parse_duration` (to the millisecond): ``timedelta(minutes=90)`` -> ``"1h30m"``."""
+    if value < timedelta(0):
         raise ValueError(f"duration must not be negative, got {value}")
-    if total == 0:
+    rest = round(value / timedelta(milliseconds=1))
+    if rest == 0:
         return "0s"
-    whole = int(total)
     out = []
-    for unit, size in _UNIT_SECONDS.items():
-        amount, whole = divmod(whole, size)
+    for unit, size in _FORMAT_UNITS_MS:
+        amount, rest = divmod(rest, size)
         if amount:
             out.append(f"{amount}{unit}")
-    fraction = total - int(total)
-    if fraction:
-        # Sub-second remainders are rare in config; keep them exact enough for a round trip.
-        seconds = (int(total) % 60) + fraction
-        out = [p for p in out if not p.endswith("s")] + [f"{seconds:g}s"]
     return "".join(out)
 
 
@@ -306,22 +293,30 @@ class DeadlinePolicy:
             raise ValueError(f"maxEscalationLevel: expected an integer >= 0, got {level!r}")
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any] | None) -> DeadlinePolicy:
+    def from_dict(cls, config: Mapping[str, Any] | None, *, where: str = "deadlines") -> DeadlinePolicy:
         """Build from the config form; missing keys/priorities take the defaults.
 
         ``{"response": {"P1": "5m", ...}, "resolution": {...}, "escalationInterval": {...},
-        "maxEscalationLevel": 3}``. Unknown keys raise ``ValueError`` naming them.
+        "maxEscalationLevel": 3}``. Unknown keys and bad values raise ``ValueError`` naming the
+        field by its path under ``where``, e.g. ``"deadlines.response.P2: invalid deadline ..."``.
         """
         if config is None:
             return cls()
         if not isinstance(config, Mapping):
-            raise ValueError(f"deadlines: expected a mapping, got {type(config).__name__}")
+            raise ValueError(f"{where}: expected a mapping, got {type(config).__name__}")
         allowed = {"response", "resolution", "escalationInterval", "maxEscalationLevel"}
         unknown = sorted(str(k) for k in config if k not in allowed)
         if unknown:
             raise ValueError(
-                f"deadlines: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+                f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
             )
+        try:
+            return cls._from_dict(config)
+        except ValueError as error:
+            raise ValueError(f"{where}.{error}") from None
+
+    @classmethod
+    def _from_dict(cls, config: Mapping[str, Any]) -> DeadlinePolicy:
         kwargs: dict[str, Any] = {
             "response": config.get("response") or {},
             "resolution": config.get("resolution") or {},

@@ -281,21 +281,31 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
     status["conditions"] = conditions
 
     # -- metrics observations due (each once; recorded in status by the caller) ----------------
+    # Each name is due once per incident, ever: the caller records ``status.metrics.observed`` in
+    # the same conditional write that carries the transition, and only then observes (see
+    # metrics.py and docs/metrics.md). A reopen does not re-arm anything: the durations measure
+    # the first detection/acknowledgement/mitigation/resolution, and a regression is counted by
+    # ``outcome.reopened`` instead (re-observing would count one incident twice in the histograms
+    # and as both a first-contact and a repeat resolution).
     observed = set((status.get("metrics") or {}).get("observed") or [])
+    due = [name for name in outcome.observations if name not in observed]  # "opened", from above
     for name, stamp in (("detect", "detectedAt"), ("acknowledge", "acknowledgedAt"),
                         ("mitigate", "mitigatedAt"), ("resolve", "resolvedAt")):
         if status.get(stamp) and name not in observed:
-            outcome.observations.append(name)
-    if outcome.reopened:
-        # A reopened incident is measured again when it is resolved again.
-        observed.discard("resolve")
-        observed.discard("mitigate")
-        observed.discard("resolved-fcr")
-    if resolved and "resolved-fcr" not in observed:
-        outcome.observations.append("resolved-fcr")
-    if spec.get("csat") and spec["csat"].get("score") is not None and "csat" not in observed and target == "Closed":
-        outcome.observations.append("csat")
-    status["metrics"] = {"observed": sorted(observed | set(outcome.observations))}
+            due.append(name)
+    if ((status.get("signal") or {}).get("previousIncident") and "recurrence" not in observed):
+        # The detection engine writes status.signal after creating the incident, so a recurrence
+        # is known at (or shortly after) opening, not necessarily in the first write.
+        due.append("recurrence")
+    if target == "Closed" and "resolved-fcr" not in observed:
+        # First-contact resolution is judged when nothing can change it any more: a Closed
+        # incident cannot be reopened (CEL), and escalation history is reset by a reopen.
+        due.append("resolved-fcr")
+    csat = spec.get("csat") or {}
+    if target == "Closed" and csat.get("score") is not None and "csat" not in observed:
+        due.append("csat")
+    outcome.observations = due
+    status["metrics"] = {"observed": sorted(observed | set(due))}
 
     status["timeline"] = append_entries(old.get("timeline"), entries, settings.timeline_limit)
     if generation is not None:

@@ -1,0 +1,377 @@
+"""What a DetectionRule means, and what one evaluation of it should do. Pure: no I/O, no clock.
+
+The service layer (services/detection.py) queries Prometheus, calls :func:`plan_evaluation`
+with the samples, the per-group state kept in the rule's status and what it knows of the
+incidents, then carries out the returned actions (create an incident, reopen one, update its
+evidence) and writes the new group states back to the rule's status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import statistics
+import urllib.parse
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+from .detectors import DEFAULT_DETECTOR_SPEC, Detector, InvalidDetector, Verdict, build_detector
+from .durations import parse_duration
+from .episodes import FIRING, INACTIVE, EpisodeState, mark_resolved, step
+from .textrender import TemplateError, render_text
+from .timeutil import format_time
+
+MAX_GROUPS = 100
+MAX_DRY_RUN = 20
+RULE_LABEL = "incidents.buttercream.io/rule"
+FINGERPRINT_LABEL = "incidents.buttercream.io/fingerprint"
+DEFAULT_TITLE = "Spike in {{ rule }}: {{ labels | dictsort | map('join', '=') | join(', ') }}"
+START_FRACTION = 0.2
+
+
+class InvalidRule(ValueError):
+    """The rule cannot be evaluated; the message is shown to people in the Ready condition."""
+
+
+@dataclass(frozen=True)
+class PriorityBand:
+    min_value: float
+    priority: str
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    namespace: str
+    name: str
+    query: str
+    interval_s: float
+    for_s: float
+    cooldown_s: float
+    recovery_s: float
+    mode: str
+    detector: Detector
+    detector_type: str
+    default_priority: str
+    bands: tuple[PriorityBand, ...]
+    title: str
+    description: str | None
+    service: str | None
+    team: str | None
+    extra_labels: Mapping[str, str]
+    group_labels: tuple[str, ...]
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == "DryRun"
+
+    @property
+    def history_points(self) -> int:
+        return max(int(getattr(self.detector, "history_points", 0) or 0), 1)
+
+
+def check_promql(query: str) -> None:
+    """Raises InvalidRule with the parser's message when ``query`` is not valid PromQL."""
+    import promql_parser
+
+    try:
+        promql_parser.parse(query)
+    except Exception as error:  # the binding raises ValueError/RuntimeError depending on version
+        raise InvalidRule(f"spec.query is not valid PromQL: {error}") from None
+
+
+def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
+    """Validates what only the operator can judge (PromQL, detector, templates); InvalidRule otherwise."""
+    query = str(spec.get("query") or "").strip()
+    if not query:
+        raise InvalidRule("spec.query is empty")
+    check_promql(query)
+
+    def seconds(key: str, default: str) -> float:
+        try:
+            return parse_duration(str(spec.get(key) or default))
+        except ValueError as error:
+            raise InvalidRule(f"spec.{key}: {error}") from None
+
+    detector_spec = dict(spec.get("detector") or DEFAULT_DETECTOR_SPEC)
+    try:
+        detector = build_detector(detector_spec)
+    except (InvalidDetector, ValueError) as error:
+        raise InvalidRule(f"spec.detector: {error}") from None
+
+    priority = dict(spec.get("priority") or {})
+    bands = tuple(sorted((PriorityBand(float(b["minValue"]), str(b["priority"])) for b in priority.get("bands") or []),
+                         key=lambda b: -b.min_value))
+    template = dict(spec.get("incident") or {})
+    for key in ("title", "description", "service", "team"):
+        if template.get(key):
+            try:
+                render_text(str(template[key]), {"labels": {}, "value": 0, "baseline": 0, "threshold": 0,
+                                                 "rule": name, "namespace": namespace}, strict=False)
+            except TemplateError as error:
+                raise InvalidRule(f"spec.incident.{key}: {error}") from None
+    rule = RuleSpec(
+        namespace=namespace, name=name, query=query,
+        interval_s=seconds("interval", "30s"), for_s=seconds("for", "0s"),
+        cooldown_s=seconds("cooldown", "30m"), recovery_s=seconds("recoveryWindow", "1h"),
+        mode=str(spec.get("mode") or "Active"), detector=detector,
+        detector_type=str(detector_spec.get("type") or "baseline"),
+        default_priority=str(priority.get("default") or "P3"), bands=bands,
+        title=str(template.get("title") or DEFAULT_TITLE), description=template.get("description"),
+        service=template.get("service"), team=template.get("team"),
+        extra_labels=dict(template.get("labels") or {}), group_labels=tuple(spec.get("groupLabels") or ()),
+    )
+    if rule.interval_s <= 0:
+        raise InvalidRule("spec.interval must be greater than zero")
+    return rule
+
+
+# -- identities -----------------------------------------------------------------------------------
+
+def group_of(rule: RuleSpec, labels: Mapping[str, str]) -> dict[str, str]:
+    labels = {k: v for k, v in labels.items() if k != "__name__"}
+    if rule.group_labels:
+        return {k: labels.get(k, "") for k in rule.group_labels}
+    return dict(sorted(labels.items()))
+
+
+def fingerprint(namespace: str, rule_name: str, group: Mapping[str, str]) -> str:
+    text = namespace + "/" + rule_name + "\x00" + "\x00".join(f"{k}={v}" for k, v in sorted(group.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _base36(number: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    number = max(number, 0)
+    while True:
+        number, remainder = divmod(number, 36)
+        out = digits[remainder] + out
+        if number == 0:
+            return out
+
+
+def incident_name(rule_name: str, fp: str, episode_start: float) -> str:
+    """Deterministic per episode: every replica that read the same rule state picks the same name."""
+    stem = re.sub(r"[^a-z0-9-]", "-", rule_name.lower())[:40].strip("-") or "rule"
+    return f"{stem}-{fp[:6]}-{_base36(int(episode_start))}"
+
+
+def priority_for(rule: RuleSpec, value: float) -> str:
+    for band in rule.bands:
+        if value >= band.min_value:
+            return band.priority
+    return rule.default_priority
+
+
+def graph_url(base: str, query: str) -> str:
+    params = urllib.parse.urlencode({"g0.expr": query, "g0.tab": "0", "g0.range_input": "6h"})
+    return f"{base.rstrip('/')}/graph?{params}"
+
+
+def estimate_start(points: Sequence[tuple[float, float]], now: float, normal: float, fire_level: float) -> float:
+    """When the signal first left normal, walking back from ``now`` through the recent points.
+
+    A point is out of normal when it exceeds ``normal + 20% of the gap to the firing level``
+    (and ``normal + 1``: counts are integers). The start is the earliest point of the trailing
+    run of such points; ``now`` when there is none.
+    """
+    level = max(normal + START_FRACTION * max(fire_level - normal, 0.0), normal + 1.0)
+    start = now
+    for t, v in sorted(points, reverse=True):
+        if t > now:
+            continue
+        if v > level:
+            start = t
+        else:
+            break
+    return start
+
+
+def normal_level(history: Sequence[float], verdict: Verdict) -> float:
+    if verdict.expected is not None:
+        return float(verdict.expected)
+    return float(statistics.median(history)) if history else 0.0
+
+
+# -- one evaluation ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class IncidentView:
+    """What the engine knows of an incident of one of its groups (from the kopf index)."""
+
+    name: str
+    state: str
+    resolved_at: float | None
+
+
+@dataclass
+class Action:
+    kind: str  # open, reopen, update, dry-run
+    fingerprint: str
+    incident: str
+    labels: dict[str, str]
+    value: float
+    verdict: Verdict
+    started_at: float
+    priority: str = "P3"
+    title: str = ""
+    description: str = ""
+    service: str | None = None
+    team: str | None = None
+    previous_incident: str | None = None
+    peak: float = 0.0
+    first_seen: float = 0.0
+
+
+@dataclass
+class Plan:
+    groups: list[dict[str, Any]]
+    actions: list[Action] = field(default_factory=list)
+    firing: int = 0
+
+
+def _context(rule: RuleSpec, labels: Mapping[str, str], verdict: Verdict) -> dict[str, Any]:
+    return {"labels": dict(labels), "value": verdict.value, "baseline": verdict.expected,
+            "threshold": verdict.threshold, "rule": rule.name, "namespace": rule.namespace}
+
+
+def plan_evaluation(
+    rule: RuleSpec,
+    previous_groups: Sequence[Mapping[str, Any]],
+    samples: Sequence[tuple[Mapping[str, str], float]],
+    histories: Mapping[str, Sequence[tuple[float, float]]],
+    incidents: Mapping[str, IncidentView],
+    now: float,
+) -> Plan:
+    """Steps every group's episode state and lists what to do. ``histories`` is keyed by fingerprint."""
+    by_fp: dict[str, dict[str, Any]] = {g["fingerprint"]: dict(g) for g in previous_groups if g.get("fingerprint")}
+    current: dict[str, tuple[dict[str, str], float]] = {}
+    for labels, value in samples:
+        group = group_of(rule, labels)
+        fp = fingerprint(rule.namespace, rule.name, group)
+        # Two series mapping to one group (groupLabels narrower than the query): keep the larger.
+        if fp not in current or value > current[fp][1]:
+            current[fp] = (group, value)
+
+    plan = Plan(groups=[])
+    for fp in set(by_fp) | set(current):
+        record = by_fp.get(fp, {"fingerprint": fp})
+        state = EpisodeState.from_dict(record.get("episodeState"))
+        known = incidents.get(record.get("incident") or "")
+        if known and known.resolved_at is not None and state.resolved_at is None and state.phase != FIRING:
+            state = mark_resolved(state, known.resolved_at)
+        labels, value = current.get(fp, (record.get("labels") or {}, None))
+        points = list(histories.get(fp, ()))
+        history_values = [v for t, v in points if t < now][-rule.history_points:]
+        if value is None:
+            verdict = None
+            firing = False
+        else:
+            verdict = rule.detector.evaluate(value, history_values)
+            firing = verdict.firing
+        state, event = step(state, firing, now, rule.for_s, rule.cooldown_s, rule.recovery_s)
+
+        record["labels"] = dict(labels)
+        if verdict is not None:
+            record["value"] = verdict.value
+            record["threshold"] = verdict.threshold
+            if verdict.expected is not None:
+                record["baseline"] = verdict.expected
+            if firing:
+                record["lastSeen"] = format_time(datetime.fromtimestamp(now, timezone.utc))
+
+        if event == "regression" and known is not None and known.state == "Closed":
+            # A Closed incident is never reopened: the relapse starts a new, linked episode.
+            state = replace(state, episode=state.episode + 1, episode_start=state.pending_since or now,
+                            opened_at=now, regressions=0)
+            event = "open"
+
+        if event in ("open", "regression", "continue") or (state.phase == FIRING and verdict is not None):
+            assert verdict is not None
+            if event == "open":
+                record["peak"] = verdict.value
+                normal = normal_level(history_values, verdict)
+                started = estimate_start(points + [(now, verdict.value)], now, normal, verdict.threshold)
+                started = min(started, state.episode_start or now)
+                record["startedAt"] = format_time(datetime.fromtimestamp(started, timezone.utc))
+                previous = record.get("incident")
+                name = incident_name(rule.name, fp, state.episode_start or now)
+                record["incident"] = name
+                context = _context(rule, labels, verdict)
+                action = Action(
+                    kind="dry-run" if rule.dry_run else "open", fingerprint=fp, incident=name, labels=dict(labels),
+                    value=verdict.value, verdict=verdict, started_at=started,
+                    priority=priority_for(rule, verdict.value),
+                    title=_render(rule.title, context, DEFAULT_TITLE)[:200],
+                    description=_render(rule.description, context, "")[:10000] if rule.description else "",
+                    service=_render(rule.service, context, "") or None if rule.service else None,
+                    team=_render(rule.team, context, "") or None if rule.team else None,
+                    previous_incident=previous if previous and previous != name else None,
+                    peak=verdict.value, first_seen=state.pending_since or now,
+                )
+                plan.actions.append(action)
+            else:
+                record["peak"] = max(float(record.get("peak") or 0.0), verdict.value)
+                if record.get("incident") and not rule.dry_run:
+                    plan.actions.append(Action(
+                        kind="reopen" if event == "regression" else "update", fingerprint=fp,
+                        incident=record["incident"], labels=dict(labels), value=verdict.value, verdict=verdict,
+                        started_at=state.episode_start or now, peak=record["peak"],
+                        first_seen=state.episode_start or now,
+                    ))
+        record["episodeState"] = state.to_dict()
+        if state.phase == FIRING:
+            plan.firing += 1
+        if _worth_keeping(record, state, known, rule, now):
+            plan.groups.append(record)
+
+    plan.groups.sort(key=lambda g: (g["episodeState"].get("phase") == INACTIVE, -float(g["episodeState"].get("lastFiredAt") or 0)))
+    plan.groups = plan.groups[:MAX_GROUPS]
+    return plan
+
+
+def _worth_keeping(record: Mapping[str, Any], state: EpisodeState, known: IncidentView | None,
+                   rule: RuleSpec, now: float) -> bool:
+    if state.phase != INACTIVE:
+        return True
+    if state.episode == 0:
+        return False
+    if known is not None and known.state not in ("Resolved", "Closed"):
+        return True
+    if state.cleared_at is not None and now - state.cleared_at <= rule.cooldown_s:
+        return True
+    if state.resolved_at is not None and now - state.resolved_at <= rule.recovery_s:
+        return True
+    return known is not None and known.state == "Resolved" and state.resolved_at is None
+
+
+def _render(template: str | None, context: Mapping[str, Any], fallback: str) -> str:
+    if not template:
+        return fallback
+    try:
+        return render_text(template, context, strict=False)
+    except TemplateError:
+        return render_text(fallback, context, strict=False) if fallback else ""
+
+
+def signal_status(rule: RuleSpec, action: Action, graph_base: str | None, now: float) -> dict[str, Any]:
+    """The evidence block written to Incident.status.signal."""
+    signal: dict[str, Any] = {
+        "rule": f"{rule.namespace}/{rule.name}",
+        "query": rule.query,
+        "fingerprint": action.fingerprint,
+        "groupLabels": dict(action.labels),
+        "value": action.value,
+        "threshold": action.verdict.threshold,
+        "peak": max(action.peak, action.value),
+        "firstSeen": format_time(datetime.fromtimestamp(action.first_seen, timezone.utc)),
+        "lastSeen": format_time(datetime.fromtimestamp(now, timezone.utc)),
+    }
+    if action.verdict.expected is not None:
+        signal["baseline"] = action.verdict.expected
+    if graph_base:
+        signal["graphURL"] = graph_url(graph_base, rule.query)
+    if action.previous_incident:
+        signal["previousIncident"] = action.previous_incident
+    return signal

@@ -1,0 +1,474 @@
+"""Spike detectors for ticket-count series (pure Python: no I/O, no kopf/kubernetes).
+
+Two detectors share one interface (:class:`Detector`): ``evaluate(value, history, seasonal)``
+returns a :class:`Verdict`. Both are built from the plain dict found in a DetectionRule's
+``spec.detector`` by :func:`build_detector`; a bad dict raises :class:`InvalidDetector`.
+
+``threshold``
+    Fires when ``value >= threshold.value`` ("15 tickets in 10 minutes"; the window lives in the
+    rule's PromQL, e.g. ``sum(increase(tickets_total[10m]))``). Needs no history.
+
+``baseline`` -- a seasonal quantile envelope with a negative-binomial significance floor
+    Let ``k = windowPoints``. The detector tests the *windowed count* ``c`` = the sum of the current
+    sample and the ``k - 1`` samples before it (with a 5-minute step and ``k = 6``: the count in the
+    last 30 minutes). Summing makes the test about a sustained burst rather than one noisy sample,
+    and it is what a Poisson/negative-binomial test should be applied to (a count over a window).
+
+    The *reference* set ``R`` holds the same windowed counts, computed from the series' own past:
+
+    * every window that ends ``k .. k + trailingPoints - 1`` samples before now (the trailing day at
+      the default 288 x 5 min), i.e. the recent past *without* any window that overlaps the one
+      being tested (so a burst cannot hide itself by inflating its own reference), and
+    * for each of the previous ``seasonalDays`` days, every window ending within
+      ``seasonalHalfWidthPoints`` samples of the same time of day (the daily rhythm: 3 a.m. is
+      compared with 3 a.m.).
+
+    From ``R`` (robust statistics; nothing is fitted by least squares):
+
+    * ``expected`` = median(R): the baseline count for this window at this time;
+    * ``upper`` = the ``upperQuantile`` (default 0.99) empirical quantile of R: the top of the
+      normal range *as this series itself behaves*, bursts included. It absorbs over-dispersion and
+      recurring bursts nonparametrically (a series that spikes to 200 every day has a high
+      ``upper``, a flat one a low one);
+    * ``nb`` = the smallest integer x with P[X >= x] <= ``maxPValue`` for X ~ NegBin(mean
+      mu, variance mu + dispersion * mu^2), mu = max(expected, 0.5): a count-data significance
+      floor that matters when the reference is short or almost constant (Poisson when
+      ``dispersion = 0``). mu is floored at 0.5 so that a series that is usually zero does not
+      make every single ticket significant.
+
+    The step threshold is ``max(minCount, factor * expected, upperFactor * upper, nb)`` and the
+    detector fires when ``c >= threshold``. ``score = c / threshold`` (>= 1 exactly when firing;
+    higher is more anomalous) and ``p_value = P[X >= c]`` under the negative binomial above.
+
+    Until R holds ``minReferencePoints`` windowed counts (a new series, or a gap), the detector
+    never fires and reports ``ready = False`` and ``threshold = inf``.
+
+    Fetching: ``history_points = trailingPoints + 2 * windowPoints - 2`` trailing samples at the
+    rule's evaluation step (298 at the defaults; one range query), plus one short range query per
+    seasonal day (``seasonal_windows``: ``2 * seasonalHalfWidthPoints + windowPoints`` samples
+    around now minus N days). All "points" are samples at the rule's step, so the defaults
+    (tuned for a 5-minute step) mean: 30-minute windows, a 24-hour trailing reference and +-1 hour
+    around the same time on each of the last 7 days.
+
+See ``docs/detection.md`` for the reasoning behind every default and the benchmark figures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+__all__ = [
+    "Verdict",
+    "Detector",
+    "SeasonalWindow",
+    "ThresholdDetector",
+    "BaselineDetector",
+    "InvalidDetector",
+    "build_detector",
+    "DEFAULT_DETECTOR_SPEC",
+    "BASELINE_DEFAULTS",
+    "nb_log_sf",
+    "nb_upper_quantile",
+]
+
+
+class InvalidDetector(ValueError):
+    """The detector configuration (``spec.detector``) is invalid; the message says why."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    firing: bool
+    value: float  # the tested value (for `baseline`: the windowed count over `windowPoints` samples)
+    expected: float | None  # the baseline (None for threshold)
+    threshold: float  # the level the value had to reach to fire at this step (inf when not ready)
+    score: float  # higher = more anomalous; value / threshold (>= 1 exactly when firing)
+    p_value: float | None = None  # upper-tail probability of `value` under the count model (baseline)
+    ready: bool = True  # False while the detector lacks the history it needs (never fires then)
+
+
+@dataclass(frozen=True)
+class SeasonalWindow:
+    """Samples wanted around ``now - lag_s``: from ``points_before`` steps before to ``points_after`` after."""
+
+    lag_s: float
+    points_before: int
+    points_after: int
+
+
+@runtime_checkable
+class Detector(Protocol):
+    def evaluate(
+        self, value: float, history: Sequence[float], seasonal: Sequence[Sequence[float]] = ()
+    ) -> Verdict: ...
+
+    @property
+    def history_points(self) -> int: ...  # trailing samples evaluate() wants in `history`
+
+    @property
+    def seasonal_windows(self) -> tuple[SeasonalWindow, ...]: ...  # () when `seasonal` is unused
+
+
+# --------------------------------------------------------------------------------------------
+# Count-distribution tails (negative binomial, Poisson) in log space, stdlib only.
+# --------------------------------------------------------------------------------------------
+
+_FPMIN = 1e-300
+_EPS = 1e-15
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction for the incomplete beta function (modified Lentz)."""
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = 1.0
+    d = 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > _FPMIN else _FPMIN)
+    h = d
+    for m in range(1, 10000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > _FPMIN else _FPMIN)
+        c = 1.0 + aa / c
+        c = c if abs(c) > _FPMIN else _FPMIN
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > _FPMIN else _FPMIN)
+        c = 1.0 + aa / c
+        c = c if abs(c) > _FPMIN else _FPMIN
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < _EPS:
+            break
+    return h
+
+
+def _log_betai(a: float, b: float, x: float) -> float:
+    """log of the regularised incomplete beta function I_x(a, b)."""
+    if x <= 0.0:
+        return -math.inf
+    if x >= 1.0:
+        return 0.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return log_front + math.log(_betacf(a, b, x)) - math.log(a)
+    rest = math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+    return math.log(max(1.0 - rest, _FPMIN))
+
+
+def _log_gammp(a: float, x: float) -> float:
+    """log of the regularised lower incomplete gamma function P(a, x)."""
+    if x <= 0.0:
+        return -math.inf
+    log_front = -x + a * math.log(x) - math.lgamma(a)
+    if x < a + 1.0:  # series
+        ap, total, term = a, 1.0 / a, 1.0 / a
+        for _ in range(10000):
+            ap += 1.0
+            term *= x / ap
+            total += term
+            if abs(term) < abs(total) * _EPS:
+                break
+        return log_front + math.log(total)
+    # continued fraction for Q(a, x), then P = 1 - Q
+    b = x + 1.0 - a
+    c = 1.0 / _FPMIN
+    d = 1.0 / b
+    h = d
+    for i in range(1, 10000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        d = 1.0 / (d if abs(d) > _FPMIN else _FPMIN)
+        c = b + an / c
+        c = c if abs(c) > _FPMIN else _FPMIN
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < _EPS:
+            break
+    q = math.exp(log_front) * h
+    return math.log(max(1.0 - q, _FPMIN))
+
+
+def nb_log_sf(count: float, mean: float, dispersion: float) -> float:
+    """``log P[X >= count]`` for X with the given mean and variance ``mean + dispersion * mean**2``.
+
+    ``dispersion = 0`` is the Poisson distribution; otherwise the negative binomial with size
+    ``1 / dispersion``. ``count`` is rounded up to an integer.
+    """
+    k = math.ceil(count - 1e-9)
+    if k <= 0:
+        return 0.0
+    if mean <= 0.0:
+        return -math.inf
+    if dispersion <= 0.0:
+        return _log_gammp(float(k), mean)  # P[Poisson(mean) >= k] = P(k, mean)
+    r = 1.0 / dispersion
+    p_success = r / (r + mean)
+    return _log_betai(float(k), r, 1.0 - p_success)  # P[NB >= k] = I_{1-p}(k, r)
+
+
+@lru_cache(maxsize=8192)
+def nb_upper_quantile(mean: float, dispersion: float, p_value: float) -> int:
+    """Smallest integer x >= 1 with ``P[X >= x] <= p_value`` (see :func:`nb_log_sf`)."""
+    target = math.log(p_value)
+    lo = max(1, math.floor(mean))  # P[X >= lo] > p_value for any sensible p_value; checked below
+    if nb_log_sf(lo, mean, dispersion) <= target:
+        lo_ = 1
+        while lo_ < lo and nb_log_sf(lo_, mean, dispersion) > target:
+            lo_ += 1
+        return lo_
+    hi = lo * 2 + 1
+    while nb_log_sf(hi, mean, dispersion) > target:
+        lo, hi = hi, hi * 2
+        if hi > 1e15:
+            return hi
+    while hi - lo > 1:  # invariant: sf(lo) > target >= sf(hi)
+        mid = (lo + hi) // 2
+        if nb_log_sf(mid, mean, dispersion) > target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+# --------------------------------------------------------------------------------------------
+# Detectors
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ThresholdDetector:
+    """Fires when ``value >= value_threshold``."""
+
+    value_threshold: float
+
+    @property
+    def history_points(self) -> int:
+        return 0
+
+    @property
+    def seasonal_windows(self) -> tuple[SeasonalWindow, ...]:
+        return ()
+
+    def evaluate(
+        self, value: float, history: Sequence[float] = (), seasonal: Sequence[Sequence[float]] = ()
+    ) -> Verdict:
+        v = float(value)
+        t = self.value_threshold
+        return Verdict(firing=v >= t, value=v, expected=None, threshold=t, score=v / t)
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile of an already sorted, non-empty sequence."""
+    n = len(sorted_values)
+    pos = q * (n - 1)
+    lo = int(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def _window_sums(samples: Sequence[float], k: int, stop: int | None = None) -> list[float]:
+    """Sums of every run of ``k`` consecutive samples, in order, of the first ``stop`` samples."""
+    xs = samples if stop is None else samples[:stop]
+    n = len(xs)
+    if n < k:
+        return []
+    s = float(sum(xs[:k]))
+    out = [s]
+    for i in range(k, n):
+        s += xs[i] - xs[i - k]
+        out.append(s)
+    return out
+
+
+@dataclass(frozen=True)
+class BaselineDetector:
+    """Seasonal quantile envelope with a negative-binomial floor; see the module docstring."""
+
+    window_points: int = 6
+    trailing_points: int = 288
+    seasonal_days: int = 7
+    seasonal_half_width_points: int = 12
+    upper_quantile: float = 0.99
+    upper_factor: float = 2.5
+    factor: float = 3.0
+    min_count: float = 10.0
+    dispersion: float = 0.3
+    max_p_value: float = 1e-6
+    min_reference_points: int = 72
+
+    @property
+    def history_points(self) -> int:
+        # the current window's k-1 predecessors, then trailing_points windows that do not overlap it
+        return self.trailing_points + 2 * self.window_points - 2
+
+    @property
+    def seasonal_windows(self) -> tuple[SeasonalWindow, ...]:
+        h, k = self.seasonal_half_width_points, self.window_points
+        return tuple(SeasonalWindow(86400.0 * d, h + k - 1, h) for d in range(1, self.seasonal_days + 1))
+
+    def reference(self, history: Sequence[float], seasonal: Sequence[Sequence[float]] = ()) -> list[float]:
+        """The windowed counts the baseline is learned from (unsorted)."""
+        k = self.window_points
+        hist = list(history[-self.history_points :])
+        # only windows ending at least k samples before now, i.e. not overlapping the tested one
+        ref = _window_sums(hist, k, stop=len(hist) - k + 1)
+        ref = ref[-self.trailing_points :]
+        for day in seasonal[: self.seasonal_days]:
+            ref.extend(_window_sums(list(day), k))
+        return ref
+
+    def evaluate(
+        self, value: float, history: Sequence[float], seasonal: Sequence[Sequence[float]] = ()
+    ) -> Verdict:
+        k = self.window_points
+        recent = list(history[-(k - 1) :]) if k > 1 else []
+        count = float(value) + float(sum(recent))
+        ref = self.reference(history, seasonal)
+        if len(ref) < self.min_reference_points or len(recent) < k - 1:
+            return Verdict(
+                firing=False, value=count, expected=None, threshold=math.inf, score=0.0, ready=False
+            )
+        ref.sort()
+        expected = _quantile(ref, 0.5)
+        upper = _quantile(ref, self.upper_quantile)
+        mu = max(expected, 0.5)
+        nb = nb_upper_quantile(round(mu, 6), self.dispersion, self.max_p_value)
+        threshold = max(self.min_count, self.factor * expected, self.upper_factor * upper, float(nb))
+        p_value = math.exp(nb_log_sf(count, mu, self.dispersion))
+        return Verdict(
+            firing=count >= threshold,
+            value=count,
+            expected=expected,
+            threshold=threshold,
+            score=count / threshold if threshold > 0 else math.inf,
+            p_value=p_value,
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration: spec.detector dicts
+# --------------------------------------------------------------------------------------------
+
+# (camelCase field, attribute, type, default, minimum, maximum, description) for `baseline`
+_BASELINE_FIELDS: tuple[tuple[str, str, type, Any, float, float, str], ...] = (
+    ("windowPoints", "window_points", int, 6, 1, 60,
+     "Consecutive samples summed into the tested count (6 x 5m = 30 minutes)."),
+    ("trailingPoints", "trailing_points", int, 288, 12, 720,
+     "Windowed counts from the recent past in the reference (288 x 5m = 1 day)."),
+    ("seasonalDays", "seasonal_days", int, 7, 0, 14,
+     "Previous days whose same time of day joins the reference (0 = trailing only)."),
+    ("seasonalHalfWidthPoints", "seasonal_half_width_points", int, 12, 0, 72,
+     "Samples either side of the same time of day on each seasonal day (12 x 5m = 1 hour)."),
+    ("upperQuantile", "upper_quantile", float, 0.99, 0.5, 1.0,
+     "Quantile of the reference taken as the top of the normal range."),
+    ("upperFactor", "upper_factor", float, 2.5, 1.0, 100.0,
+     "The count must reach upperFactor x that quantile."),
+    ("factor", "factor", float, 3.0, 1.0, 1000.0,
+     "The count must also reach factor x the baseline (median of the reference)."),
+    ("minCount", "min_count", float, 10.0, 0.0, 1e9,
+     "Never fire below this many tickets in the window."),
+    ("dispersion", "dispersion", float, 0.3, 0.0, 10.0,
+     "Negative-binomial over-dispersion: variance = mean + dispersion x mean^2 (0 = Poisson)."),
+    ("maxPValue", "max_p_value", float, 1e-6, 1e-12, 0.5,
+     "The count must also be this improbable under that negative binomial."),
+    ("minReferencePoints", "min_reference_points", int, 72, 1, 2000,
+     "Do not fire until the reference holds this many windowed counts (warm-up)."),
+)
+
+#: Defaults of the ``baseline`` block, camelCase.
+BASELINE_DEFAULTS: dict[str, Any] = {f[0]: f[3] for f in _BASELINE_FIELDS}
+
+#: What a DetectionRule gets when it says nothing about its detector (the benchmarked configuration).
+DEFAULT_DETECTOR_SPEC: dict[str, Any] = {"type": "baseline", "baseline": dict(BASELINE_DEFAULTS)}
+
+_TYPES = ("threshold", "baseline")
+
+
+def _number(path: str, raw: Any, kind: type, lo: float, hi: float) -> float | int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        want = "an integer" if kind is int else "a number"
+        raise InvalidDetector(f"{path} must be {want}, got {raw!r}")
+    if isinstance(raw, float) and not math.isfinite(raw):
+        raise InvalidDetector(f"{path} must be finite, got {raw!r}")
+    if kind is int:
+        if isinstance(raw, float):
+            if not raw.is_integer():
+                raise InvalidDetector(f"{path} must be an integer, got {raw!r}")
+            raw = int(raw)
+    if not lo <= raw <= hi:
+        raise InvalidDetector(f"{path} must be between {lo:g} and {hi:g}, got {raw!r}")
+    return kind(raw)
+
+
+def _block(spec: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    block = spec.get(name)
+    if block is None:
+        return {}
+    if not isinstance(block, Mapping):
+        raise InvalidDetector(f"detector.{name} must be a mapping, got {type(block).__name__}")
+    return block
+
+
+def build_detector(spec: Mapping[str, Any] | None) -> Detector:
+    """Build a detector from a DetectionRule's ``spec.detector`` dict.
+
+    ``None`` or ``{}`` gives :data:`DEFAULT_DETECTOR_SPEC`. Examples::
+
+        {"type": "threshold", "threshold": {"value": 15}}
+        {"type": "baseline", "baseline": {"minCount": 20}}   # omitted fields take their defaults
+
+    Raises :class:`InvalidDetector` (a ``ValueError``) naming the offending field.
+    """
+    if spec is None or (isinstance(spec, Mapping) and not spec):
+        spec = DEFAULT_DETECTOR_SPEC
+    if not isinstance(spec, Mapping):
+        raise InvalidDetector(f"detector must be a mapping, got {type(spec).__name__}")
+    kind = spec.get("type", "baseline")
+    if kind not in _TYPES:
+        raise InvalidDetector(f"detector.type must be one of {', '.join(_TYPES)}, got {kind!r}")
+    unknown = sorted(set(spec) - {"type", *_TYPES})
+    if unknown:
+        raise InvalidDetector(
+            f"unknown field(s) in detector: {', '.join(map(str, unknown))} "
+            f"(allowed: type, threshold, baseline)"
+        )
+    other = "baseline" if kind == "threshold" else "threshold"
+    if spec.get(other) is not None:
+        raise InvalidDetector(f"detector.{other} is set but detector.type is {kind!r}; set only detector.{kind}")
+
+    if kind == "threshold":
+        block = _block(spec, "threshold")
+        extra = sorted(set(block) - {"value"})
+        if extra:
+            raise InvalidDetector(f"unknown field(s) in detector.threshold: {', '.join(map(str, extra))} (allowed: value)")
+        if "value" not in block:
+            raise InvalidDetector("detector.threshold.value is required (fire when the query value >= it)")
+        value = _number("detector.threshold.value", block["value"], float, 0.0, 1e15)
+        if value <= 0:
+            raise InvalidDetector(f"detector.threshold.value must be > 0, got {block['value']!r}")
+        return ThresholdDetector(value_threshold=float(value))
+
+    block = _block(spec, "baseline")
+    names = {f[0] for f in _BASELINE_FIELDS}
+    extra = sorted(set(block) - names)
+    if extra:
+        raise InvalidDetector(
+            f"unknown field(s) in detector.baseline: {', '.join(map(str, extra))} "
+            f"(allowed: {', '.join(f[0] for f in _BASELINE_FIELDS)})"
+        )
+    kwargs: dict[str, Any] = {}
+    for field, attr, kind_, default, lo, hi, _desc in _BASELINE_FIELDS:
+        raw = block.get(field, default)
+        kwargs[attr] = _number(f"detector.baseline.{field}", raw, kind_, lo, hi)
+    if kwargs["seasonal_days"] == 0 and kwargs["min_reference_points"] > kwargs["trailing_points"]:
+        raise InvalidDetector(
+            "detector.baseline.minReferencePoints cannot exceed trailingPoints when seasonalDays is 0 "
+            "(the detector would never be ready)"
+        )
+    return BaselineDetector(**kwargs)

@@ -1,0 +1,112 @@
+"""Thin kopf handlers for DetectionRule: validate on change, evaluate on the rule's interval.
+
+Each rule has a daemon that evaluates it every ``spec.interval`` (with bounded concurrency
+across rules) and sleeps until the next tick; a spec change wakes it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+
+from ..adapters import kube
+from ..domain import detection as dom
+from ..domain.conditions import set_condition
+from ..domain.lifecycle import status_patch
+from ..domain.timeutil import parse_time
+from ..services import detection as engine
+
+GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.RULES
+
+
+def _validate(body: dict[str, Any]) -> tuple[dom.RuleSpec | None, str | None]:
+    meta = body["metadata"]
+    try:
+        return dom.parse_rule(meta["namespace"], meta["name"], body.get("spec") or {}), None
+    except dom.InvalidRule as error:
+        return None, str(error)
+
+
+async def _write_invalid(body: dict[str, Any], message: str) -> None:
+    now = datetime.now(timezone.utc)
+    generation = body["metadata"].get("generation")
+    status = dict(body.get("status") or {})
+    conditions = set_condition(status.get("conditions"), "Ready", False, "Invalid", message, now, generation)
+    new = {**status, "conditions": conditions, "observedGeneration": generation}
+    patch = status_patch(status, new)
+    if patch:
+        meta = body["metadata"]
+        try:
+            await kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch, None)
+        except kube.NotFound:
+            return
+        kopf.event(body, type="Warning", reason="Invalid", message=message)
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def rule_changed(body, memo, logger, **_) -> None:
+    rule, problem = _validate(dict(body))
+    if problem:
+        logger.warning(f"DetectionRule is invalid: {problem}")
+        await _write_invalid(dict(body), problem)
+    wakeup = memo.get("wakeup")
+    if wakeup is not None:
+        wakeup.set()
+
+
+@kopf.index(kube.GROUP, kube.VERSION, kube.INCIDENTS, id="detected_incidents",
+            labels={dom.RULE_LABEL: kopf.PRESENT})
+def detected_incidents(namespace, name, spec, status, **_):
+    """What the engine needs to know of incidents it opened, without an API call per evaluation."""
+    status = status or {}
+    signal = status.get("signal") or {}
+    resolved = parse_time(status.get("resolvedAt")) if status.get("resolvedAt") else None
+    last_seen = parse_time(signal.get("lastSeen")) if signal.get("lastSeen") else None
+    return {(namespace, name): {
+        "state": (spec or {}).get("state") or "Triggered",
+        "resolvedAt": resolved.timestamp() if resolved else None,
+        "value": signal.get("value"),
+        "peak": signal.get("peak"),
+        "lastSeen": last_seen.timestamp() if last_seen else None,
+    }}
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, id="evaluator", cancellation_timeout=5, backoff=2.0)
+async def evaluator(body, memo, stopped, logger, detected_incidents: kopf.Index, **_) -> None:
+    memo.wakeup = wakeup = asyncio.Event()
+    meta = dict(body["metadata"])
+    current: dict[str, Any] | None = dict(body)
+    while not stopped:
+        if current is None:
+            current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+            if current is None:
+                return
+        rule, problem = _validate(current)
+        delay: float | None
+        if rule is None:
+            await _write_invalid(current, problem or "invalid rule")
+            delay = None  # wait for a fix (the update handler wakes us)
+        else:
+            result = await engine.evaluate_rule(current, rule, memo.config, memo.prometheus, detected_incidents,
+                                                 memo.evaluation_slots)
+            if result.rule_body is None:
+                current = None  # lost a race or the spec changed: re-read and evaluate again now
+                continue
+            current = result.rule_body
+            delay = max(rule.interval_s - result.duration, 0.0)
+        wakeup.clear()
+        waiter = asyncio.create_task(wakeup.wait())
+        stopper = asyncio.create_task(stopped.wait())
+        try:
+            await asyncio.wait({waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+            stopper.cancel()
+        if wakeup.is_set():
+            current = None

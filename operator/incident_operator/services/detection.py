@@ -1,0 +1,306 @@
+"""The detection engine: evaluate one DetectionRule once, and carry out what the domain decided.
+
+Order of writes, so that a crash or a rival replica never duplicates an incident:
+1. incidents are created with a deterministic name (create-or-get), then their evidence is
+   written;
+2. the rule's status (the per-group episode states) is written last, with the rule's
+   resourceVersion as precondition. A replica that loses that race re-reads the rule and
+   finds the episode already open, so it opens nothing; the incident it may have tried to
+   create had the same name and already existed.
+A failed query writes Degraded and touches no group state, so nothing is opened from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+from .. import metrics
+from ..adapters import kube
+from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
+from ..config import OperatorConfig
+from ..domain import detection as dom
+from ..domain.conditions import set_condition
+from ..domain.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
+from ..domain.timeutil import format_time, parse_time
+
+log = logging.getLogger(__name__)
+SIGNAL_REFRESH_SECONDS = 60
+MAX_HISTORY_POINTS = 300
+# The priority the rule itself last set; while spec.priority still equals it, no person has
+# overridden it and the rule may raise it as the spike grows into a higher band.
+RULE_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
+PRIORITY_ORDER = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
+
+
+@dataclass
+class EvaluationResult:
+    rule_body: dict[str, Any] | None
+    duration: float
+    error: PrometheusError | None = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> Endpoint:
+    override = dict((rule_body.get("spec") or {}).get("prometheus") or {})
+    token = None
+    if config.prometheus.bearer_token_file:
+        with open(config.prometheus.bearer_token_file) as handle:
+            token = handle.read().strip()
+    ref = override.get("bearerTokenSecretRef")
+    if ref:
+        try:
+            token = (await kube.read_secret_key(rule_body["metadata"]["namespace"], ref["name"], ref["key"])).strip()
+        except (kube.NotFound, Exception) as error:  # noqa: BLE001 - reported as a degraded rule
+            raise PrometheusError("Unavailable", f"cannot read bearer token Secret {ref['name']}/{ref['key']}: "
+                                                 f"{type(error).__name__}") from None
+    timeout = config.prometheus.timeout_seconds
+    if override.get("timeout"):
+        from ..domain.durations import parse_duration
+        timeout = parse_duration(override["timeout"])
+    return Endpoint(
+        url=str(override.get("url") or config.prometheus.url),
+        bearer_token=token,
+        ca_file=config.prometheus.ca_file,
+        insecure_skip_verify=bool(override.get("insecureSkipVerify", config.prometheus.insecure_skip_verify)),
+        timeout_seconds=timeout,
+    )
+
+
+def incidents_view(index: Mapping[Any, Any] | None, namespace: str, names: set[str]) -> dict[str, dom.IncidentView]:
+    """Reads what the kopf index knows of the rule's incidents (no API call)."""
+    views: dict[str, dom.IncidentView] = {}
+    if not index:
+        return views
+    for name in names:
+        store = index.get((namespace, name))
+        if not store:
+            continue
+        for item in store:
+            views[name] = dom.IncidentView(name=name, state=item["state"], resolved_at=item.get("resolvedAt"))
+    return views
+
+
+async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: OperatorConfig,
+                        prometheus: PrometheusClient, incident_index: Mapping[Any, Any] | None,
+                        semaphore: asyncio.Semaphore) -> EvaluationResult:
+    began = time.monotonic()
+    now_dt = utcnow()
+    now = now_dt.timestamp()
+    error: PrometheusError | None = None
+    samples: list[tuple[dict[str, str], float]] = []
+    histories: dict[str, list[tuple[float, float]]] = {}
+    try:
+        endpoint = await endpoint_for(rule_body, config)
+        async with semaphore:
+            instant = await prometheus.query(endpoint, rule.query, now)
+            samples = [(s.labels, s.value) for s in instant]
+            points = min(max(rule.history_points, 30), MAX_HISTORY_POINTS)
+            step = rule.interval_s
+            if instant:
+                series = await prometheus.query_range(endpoint, rule.query, now - points * step, now - step / 2, step)
+                for labels, values in series:
+                    fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
+                    histories[fp] = values
+    except PrometheusError as failure:
+        error = failure
+    duration = time.monotonic() - began
+    metrics.observe_rule_evaluation(duration, error.reason if error else None)
+
+    status = dict(rule_body.get("status") or {})
+    generation = rule_body["metadata"].get("generation")
+    status["lastEvaluationTime"] = format_time(now_dt)
+    status["lastEvaluationDuration"] = f"{duration:.3f}s"
+    status["observedGeneration"] = generation
+    conditions = status.get("conditions")
+    if error is not None:
+        status["lastError"] = str(error)[:2000]
+        reason = "PrometheusUnavailable" if error.reason in ("Unavailable", "Timeout") else "QueryFailed"
+        conditions = set_condition(conditions, "Degraded", True, reason, str(error)[:2000], now_dt, generation)
+        conditions = set_condition(conditions, "Ready", False, reason,
+                                   "Evaluation failed; no incident is opened from a failed query", now_dt, generation)
+        status["conditions"] = conditions
+        return EvaluationResult(await _write_rule_status(rule_body, status), duration, error)
+
+    previous_groups = list(status.get("groups") or [])
+    names = {g.get("incident") for g in previous_groups if g.get("incident")}
+    plan = dom.plan_evaluation(rule, previous_groups, samples, histories,
+                               incidents_view(incident_index, rule.namespace, names), now)
+    dry_run_entries = await _carry_out(rule_body, rule, plan, config, incident_index, now)
+
+    status["groups"] = plan.groups
+    status["firingCount"] = plan.firing
+    status["lastSuccessfulEvaluationTime"] = format_time(now_dt)
+    status.pop("lastError", None)
+    if dry_run_entries:
+        would = list((status.get("dryRun") or {}).get("wouldOpen") or []) + dry_run_entries
+        status["dryRun"] = {"wouldOpen": would[-dom.MAX_DRY_RUN:]}
+    conditions = set_condition(conditions, "Degraded", False, "Healthy", "The last evaluation succeeded",
+                               now_dt, generation)
+    conditions = set_condition(conditions, "Ready", True, "Evaluating",
+                               f"{'DryRun: ' if rule.dry_run else ''}{len(samples)} group(s) evaluated, "
+                               f"{plan.firing} firing", now_dt, generation)
+    status["conditions"] = conditions
+    metrics.rule_succeeded(now)
+    return EvaluationResult(await _write_rule_status(rule_body, status), duration)
+
+
+async def _write_rule_status(rule_body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
+    meta = rule_body["metadata"]
+    patch = status_patch(rule_body.get("status") or {}, {k: v for k, v in status.items() if v is not None})
+    try:
+        return await kube.patch_status(kube.RULES, meta["namespace"], meta["name"], patch, meta.get("resourceVersion"))
+    except kube.Conflict:
+        return None  # someone else evaluated or edited meanwhile: the caller re-reads and tries again
+    except kube.NotFound:
+        return None
+
+
+async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: OperatorConfig,
+                     incident_index, now: float) -> list[dict[str, Any]]:
+    dry_run: list[dict[str, Any]] = []
+    graph_base = ((rule_body.get("spec") or {}).get("prometheus") or {}).get("graphURL") \
+        or config.prometheus.external_url or ((rule_body.get("spec") or {}).get("prometheus") or {}).get("url") \
+        or config.prometheus.url
+    for action in plan.actions:
+        try:
+            if action.kind == "dry-run":
+                dry_run.append({"time": format_time(datetime.fromtimestamp(now, timezone.utc)),
+                                "name": action.incident, "title": action.title, "priority": action.priority,
+                                "labels": action.labels, "value": action.value})
+            elif action.kind == "open":
+                await _open_incident(rule_body, rule, action, graph_base, now)
+            elif action.kind == "reopen":
+                await _reopen_incident(rule, action, graph_base, now)
+            elif action.kind == "update" and _needs_refresh(incident_index, rule.namespace, action, now):
+                await _update_signal(rule, action, graph_base, now)
+        except kube.NotFound:
+            log.info(f"Incident {rule.namespace}/{action.incident} is gone; not updating it")
+    return dry_run
+
+
+def _needs_refresh(index, namespace: str, action: dom.Action, now: float) -> bool:
+    store = (index or {}).get((namespace, action.incident)) if index else None
+    if not store:
+        return True
+    for item in store:
+        last_seen = item.get("lastSeen")
+        if item.get("value") != action.value or item.get("peak") != max(action.peak, action.value):
+            return True
+        if last_seen is None or now - last_seen >= SIGNAL_REFRESH_SECONDS:
+            return True
+        return False
+    return True
+
+
+async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
+    spec: dict[str, Any] = {
+        "title": action.title or f"Spike in {rule.name}",
+        "priority": action.priority,
+        "startedAt": format_time(datetime.fromtimestamp(action.started_at, timezone.utc)),
+        "state": "Triggered",
+    }
+    if action.description:
+        spec["description"] = action.description
+    for key in ("service", "team"):
+        value = getattr(action, key)
+        if value:
+            spec[key] = _label_safe(value)
+    labels = {dom.RULE_LABEL: rule.name[:63], dom.FINGERPRINT_LABEL: action.fingerprint,
+              **{k: v for k, v in rule.extra_labels.items()}}
+    body = {
+        "apiVersion": f"{kube.GROUP}/{kube.VERSION}",
+        "kind": "Incident",
+        "metadata": {
+            "name": action.incident,
+            "namespace": rule.namespace,
+            "labels": labels,
+            "annotations": {
+                DETECTED_AT_ANNOTATION: format_time(datetime.fromtimestamp(now, timezone.utc)),
+                SOURCE_ANNOTATION: "DetectionRule",
+                RULE_PRIORITY_ANNOTATION: action.priority,
+            },
+        },
+        "spec": spec,
+    }
+    created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
+    if is_new:
+        log.info(f"Opened incident {rule.namespace}/{action.incident} for {action.labels} (value {action.value:g})")
+    await _write_signal(created, dom.signal_status(rule, action, graph_base, now))
+
+
+async def _reopen_incident(rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
+    current = await kube.get_object(kube.INCIDENTS, rule.namespace, action.incident)
+    if current is None:
+        raise kube.NotFound(action.incident)
+    if (current.get("spec") or {}).get("state") in ("Resolved", "Mitigated"):
+        await kube.patch_spec(kube.INCIDENTS, rule.namespace, action.incident, {"state": "Investigating"})
+        log.info(f"Reopened incident {rule.namespace}/{action.incident}: the signal relapsed")
+    await _update_signal(rule, action, graph_base, now)
+
+
+async def _update_signal(rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
+    current = await kube.get_object(kube.INCIDENTS, rule.namespace, action.incident)
+    if current is None:
+        raise kube.NotFound(action.incident)
+    signal = dict((current.get("status") or {}).get("signal") or {})
+    fresh = dom.signal_status(rule, action, graph_base, now)
+    fresh["peak"] = max(float(signal.get("peak") or 0.0), fresh["peak"])
+    fresh["firstSeen"] = signal.get("firstSeen") or fresh["firstSeen"]
+    if signal.get("previousIncident"):
+        fresh["previousIncident"] = signal["previousIncident"]
+    await _write_signal(current, {**signal, **fresh})
+    await _raise_priority(rule, current, fresh["peak"])
+
+
+async def _raise_priority(rule: dom.RuleSpec, incident: dict[str, Any], peak: float) -> None:
+    """Moves the incident into a higher priority band as the spike grows, unless a person set it."""
+    meta = incident["metadata"]
+    incident = await kube.get_object(kube.INCIDENTS, meta["namespace"], meta["name"]) or incident
+    meta = incident["metadata"]
+    set_by_rule = (meta.get("annotations") or {}).get(RULE_PRIORITY_ANNOTATION)
+    current = (incident.get("spec") or {}).get("priority")
+    wanted = dom.priority_for(rule, peak)
+    if not set_by_rule or current != set_by_rule or PRIORITY_ORDER.get(wanted, 9) >= PRIORITY_ORDER.get(current, 9):
+        return
+    body = {"metadata": {"annotations": {RULE_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
+    try:
+        await kube.patch_object(kube.INCIDENTS, meta["namespace"], meta["name"], body,
+                                meta.get("resourceVersion"))
+        log.info(f"Raised {meta['namespace']}/{meta['name']} to {wanted}: the signal peaked at {peak:g}")
+    except kube.Conflict:
+        pass  # changed meanwhile; the next evaluation looks again
+
+
+async def _write_signal(incident: dict[str, Any], signal: dict[str, Any]) -> None:
+    meta = incident["metadata"]
+    for _ in range(8):
+        if (incident.get("status") or {}).get("signal") == signal:
+            return
+        try:
+            await kube.patch_status(kube.INCIDENTS, meta["namespace"], meta["name"], {"signal": signal},
+                                    incident["metadata"].get("resourceVersion"))
+            return
+        except kube.Conflict:
+            incident = await kube.get_object(kube.INCIDENTS, meta["namespace"], meta["name"])
+            if incident is None:
+                raise kube.NotFound(meta["name"])
+
+
+def _label_safe(value: str) -> str:
+    import re
+
+    cleaned = re.sub(r"[^a-z0-9_.-]", "-", value.lower()).strip("-._")[:63]
+    return cleaned.strip("-._") or "unknown"
+
+
+def parse_time_epoch(value: str | None) -> float | None:
+    moment = parse_time(value) if value else None
+    return moment.timestamp() if moment else None
