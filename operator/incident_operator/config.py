@@ -17,6 +17,7 @@ import yaml
 from .domain.calendar import BusinessCalendar
 from .domain.deadlines import DeadlinePolicy
 from .domain.lifecycle import LifecycleSettings
+from .domain.notifications import DeliverySettings
 from .domain.timeline import DEFAULT_TIMELINE_LIMIT
 
 CONFIG_ENV = "INCIDENT_OPERATOR_CONFIG"
@@ -51,7 +52,9 @@ class OperatorConfig:
     health_port: int = 8081
     max_concurrent_evaluations: int = 16
     notifications: Mapping[str, Any] = field(default_factory=dict)
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)  # parsed `notifications`
     templates_configmap: str | None = None
+    templates_namespace: str | None = None  # where templates.configMap is looked up after the incident's namespace
     grafana_url: str | None = None
     alertmanager: Mapping[str, Any] = field(default_factory=dict)
     escalation_policies: Mapping[str, Any] = field(default_factory=dict)
@@ -92,16 +95,29 @@ class OperatorConfig:
                 health_port=int((data.get("health") or {}).get("port", 8081)),
                 max_concurrent_evaluations=int(detection.get("maxConcurrentEvaluations", 16)),
                 notifications=dict(data.get("notifications") or {}),
-                templates_configmap=(data.get("templates") or {}).get("configMap"),
+                delivery=DeliverySettings.from_dict(data.get("notifications")),
+                templates_configmap=_checked(data, "templates", ("configMap", "namespace")).get("configMap"),
+                templates_namespace=(data.get("templates") or {}).get("namespace"),
                 grafana_url=(data.get("grafana") or {}).get("url"),
                 alertmanager=dict(data.get("alertmanager") or {}),
-                escalation_policies=dict(data.get("escalationPolicies") or {}),
+                escalation_policies=_checked(data, "escalationPolicies", ("namespace",)),
                 raw=data,
             )
         except ConfigError:
             raise
         except (TypeError, ValueError) as error:
             raise ConfigError(f"invalid operator configuration: {error}") from error
+
+
+def _checked(data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """``data[key]`` as a dict whose keys are all in ``allowed``."""
+    value = data.get(key) or {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{key} must be a mapping")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
+    return dict(value)
 
 
 def load_config(path: str | os.PathLike | None = None) -> OperatorConfig:

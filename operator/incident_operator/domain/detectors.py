@@ -339,7 +339,12 @@ class BaselineDetector:
         upper = _quantile(ref, self.upper_quantile)
         mu = max(expected, 0.5)
         nb = nb_upper_quantile(round(mu, 6), self.dispersion, self.max_p_value)
-        threshold = max(self.min_count, self.factor * expected, self.upper_factor * upper, float(nb))
+        threshold = max(
+            self.min_count,
+            self.factor * expected,
+            expected + self.upper_factor * (upper - expected),
+            float(nb),
+        )
         p_value = math.exp(nb_log_sf(count, mu, self.dispersion))
         return Verdict(
             firing=count >= threshold,

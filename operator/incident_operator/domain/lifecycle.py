@@ -17,6 +17,7 @@ from . import deadlines as dl
 from .calendar import BusinessCalendar
 from .conditions import find_condition, set_condition
 from .priority import effective_priority, severity_of
+from .notifications import queue as queue_notifications
 from .review import open_action_items, review_missing, review_required
 from .timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
 from .timeutil import format_time, format_time_precise, parse_time
@@ -59,7 +60,11 @@ class KubeEvent:
 
 @dataclass(frozen=True)
 class Notification:
-    """A notification the hand-off machinery must deliver once (key is unique per incident)."""
+    """A notification the hand-off machinery must deliver once (key is unique per incident).
+
+    ``reconcile_incident`` queues each one in ``status.notifications.pending`` (see
+    domain/notifications.py); ``Outcome.notifications`` lists only those newly queued.
+    """
 
     key: str
     event: str
@@ -306,6 +311,12 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
         due.append("csat")
     outcome.observations = due
     status["metrics"] = {"observed": sorted(observed | set(due))}
+
+    # -- notifications: queued in THIS conditional write (an outbox), so a transition and its
+    # notification are stored together or not at all; the notifier delivers them later.
+    if outcome.notifications:
+        status["notifications"], outcome.notifications = queue_notifications(
+            old.get("notifications"), outcome.notifications, now)
 
     status["timeline"] = append_entries(old.get("timeline"), entries, settings.timeline_limit)
     if generation is not None:

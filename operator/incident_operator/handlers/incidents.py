@@ -128,8 +128,13 @@ def _next_due(outcome: Outcome, memo: Any) -> datetime | None:
 
 @kopf.index(GROUP, VERSION, PLURAL, id="incident_states")
 def incident_states(spec, status, **_):
-    """Open incidents by (priority, state, service), for the gauges; kopf keeps it in sync."""
-    status = status or {}
-    priority = status.get("priority") or (spec or {}).get("priority") or "unknown"
-    state = (spec or {}).get("state") or "Triggered"
-    return {(priority, state, (spec or {}).get("service") or ""): int(status.get("openActionItems") or 0)}
+    """Every incident under (priority, state), for the scrape-time gauges; kopf keeps it in sync."""
+    key, entry = metrics.index_entry(spec, status)
+    return {key: entry}
+
+
+@kopf.on.startup(id="metrics-index")
+async def expose_incident_index(memo, incident_states: kopf.Index, **_) -> None:
+    """Hands the index to the /metrics collector (kopf creates it empty before start-up and fills
+    it in place from its own listing, so this one object stays current)."""
+    memo.incident_index = incident_states
