@@ -11,6 +11,8 @@ from prometheus_client import exposition
 from . import metrics
 from .adapters.prometheus import PrometheusClient
 from .config import ConfigError, OperatorConfig
+from .handlers import escalationpolicies  # noqa: F401 - registers the EscalationPolicy handlers
+from .services.notifier import Notifier
 
 
 async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str, ...], liveness: str) -> None:
@@ -18,6 +20,8 @@ async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str,
     memo.prometheus = PrometheusClient(max_connections=config.max_concurrent_evaluations * 2)
     # Bounded concurrency of rule evaluations across all rules.
     memo.evaluation_slots = asyncio.Semaphore(config.max_concurrent_evaluations)
+    # Delivers hand-off notifications and publishes customer drafts (services/notifier.py).
+    memo.notifier = Notifier(config)
     try:
         await kopf.operator(
             clusterwide=not namespaces,
@@ -27,6 +31,7 @@ async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str,
             memo=memo,
         )
     finally:
+        await memo.notifier.close()
         await memo.prometheus.close()
         await metrics_server.cleanup()
 

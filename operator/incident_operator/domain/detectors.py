@@ -27,18 +27,27 @@ returns a :class:`Verdict`. Both are built from the plain dict found in a Detect
 
     * ``expected`` = median(R): the baseline count for this window at this time;
     * ``upper`` = the ``upperQuantile`` (default 0.99) empirical quantile of R: the top of the
-      normal range *as this series itself behaves*, bursts included. It absorbs over-dispersion and
-      recurring bursts nonparametrically (a series that spikes to 200 every day has a high
-      ``upper``, a flat one a low one);
+      normal range *as this series itself behaves*, bursts included. ``upper - expected`` is a
+      robust, tail-based scale (a "robust z-score" whose unit is the distance from the median to
+      the 99th percentile rather than a standard deviation, which bursty count data does not
+      have in any useful sense). It absorbs over-dispersion and recurring bursts
+      nonparametrically: a series that spikes to 200 every day has a wide scale, a flat one a
+      narrow one;
     * ``nb`` = the smallest integer x with P[X >= x] <= ``maxPValue`` for X ~ NegBin(mean
       mu, variance mu + dispersion * mu^2), mu = max(expected, 0.5): a count-data significance
       floor that matters when the reference is short or almost constant (Poisson when
       ``dispersion = 0``). mu is floored at 0.5 so that a series that is usually zero does not
       make every single ticket significant.
 
-    The step threshold is ``max(minCount, factor * expected, upperFactor * upper, nb)`` and the
-    detector fires when ``c >= threshold``. ``score = c / threshold`` (>= 1 exactly when firing;
-    higher is more anomalous) and ``p_value = P[X >= c]`` under the negative binomial above.
+    The step threshold is::
+
+        threshold = max(minCount,
+                        factor * expected,
+                        expected + upperFactor * (upper - expected),
+                        nb)
+
+    and the detector fires when ``c >= threshold``. ``score = c / threshold`` (>= 1 exactly when
+    firing; higher is more anomalous) and ``p_value = P[X >= c]`` under the negative binomial.
 
     Until R holds ``minReferencePoints`` windowed counts (a new series, or a gap), the detector
     never fires and reports ``ready = False`` and ``threshold = inf``.
@@ -295,7 +304,7 @@ class BaselineDetector:
     seasonal_days: int = 7
     seasonal_half_width_points: int = 12
     upper_quantile: float = 0.99
-    upper_factor: float = 2.5
+    upper_factor: float = 4.0
     factor: float = 3.0
     min_count: float = 10.0
     dispersion: float = 0.3
@@ -372,8 +381,8 @@ _BASELINE_FIELDS: tuple[tuple[str, str, type, Any, float, float, str], ...] = (
      "Samples either side of the same time of day on each seasonal day (12 x 5m = 1 hour)."),
     ("upperQuantile", "upper_quantile", float, 0.99, 0.5, 1.0,
      "Quantile of the reference taken as the top of the normal range."),
-    ("upperFactor", "upper_factor", float, 2.5, 1.0, 100.0,
-     "The count must reach upperFactor x that quantile."),
+    ("upperFactor", "upper_factor", float, 4.0, 1.0, 100.0,
+     "The count must exceed the baseline by upperFactor x (upper quantile - baseline)."),
     ("factor", "factor", float, 3.0, 1.0, 1000.0,
      "The count must also reach factor x the baseline (median of the reference)."),
     ("minCount", "min_count", float, 10.0, 0.0, 1e9,

@@ -187,8 +187,13 @@ def find_item(book: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     return None
 
 
+def attempt_time(item: Mapping[str, Any]) -> datetime | None:
+    """When the item may next be attempted (None: right away)."""
+    return _time(item.get("nextAttemptAt"))
+
+
 def is_due(item: Mapping[str, Any], now: datetime) -> bool:
-    at = _time(item.get("nextAttemptAt"))
+    at = attempt_time(item)
     return at is None or at <= now
 
 

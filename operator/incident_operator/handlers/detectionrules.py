@@ -14,6 +14,7 @@ from typing import Any
 import kopf
 
 from ..adapters import kube
+from .waiting import sleep_until_woken
 from ..domain import detection as dom
 from ..domain.conditions import set_condition
 from ..domain.lifecycle import status_patch
@@ -101,12 +102,6 @@ async def evaluator(body, memo, stopped, logger, detected_incidents: kopf.Index,
             current = result.rule_body
             delay = max(rule.interval_s - result.duration, 0.0)
         wakeup.clear()
-        waiter = asyncio.create_task(wakeup.wait())
-        stopper = asyncio.create_task(stopped.wait())
-        try:
-            await asyncio.wait({waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            stopper.cancel()
+        await sleep_until_woken(wakeup, stopped, delay)
         if wakeup.is_set():
             current = None

@@ -18,6 +18,7 @@ import kopf
 
 from .. import metrics
 from ..adapters import kube
+from .waiting import sleep_until_woken
 from ..domain.lifecycle import Outcome, reconcile_incident, status_patch
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.INCIDENTS
@@ -41,6 +42,7 @@ async def sync_incident(body: dict[str, Any], memo: Any, logger) -> tuple[dict[s
         old_status = current.get("status") or {}
         patch = status_patch(old_status, outcome.status)
         if not patch:
+            _follow_up(current, memo)
             return current, outcome
         meta = current["metadata"]
         try:
@@ -66,6 +68,15 @@ def _after_write(body: dict[str, Any], outcome: Outcome, memo: Any, logger) -> N
     notifier = getattr(memo, "notifier", None)
     if notifier is not None and outcome.notifications:
         notifier.enqueue(body, outcome.notifications)
+    _follow_up(body, memo)
+
+
+def _follow_up(body: dict[str, Any], memo: Any) -> None:
+    """Lets the notifier deliver what is still pending and refresh the customer drafts
+    (also after a restart, when nothing new was written)."""
+    kick = getattr(getattr(memo, "notifier", None), "kick", None)
+    if kick is not None:
+        kick(body)
 
 
 def _wake(memo: Any) -> None:
@@ -104,13 +115,7 @@ async def deadline_clock(body, memo, stopped, logger, **_) -> None:
         due = _next_due(outcome, memo)
         timeout = None if due is None else max((due - utcnow()).total_seconds() + WAKE_MARGIN_SECONDS, 0)
         wakeup.clear()
-        waiter = asyncio.create_task(wakeup.wait())
-        stopper = asyncio.create_task(stopped.wait())
-        try:
-            await asyncio.wait({waiter, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiter.cancel()
-            stopper.cancel()
+        await sleep_until_woken(wakeup, stopped, timeout)
         if stopped:
             return
         # Re-read: a person may have acknowledged meanwhile, or another replica escalated.

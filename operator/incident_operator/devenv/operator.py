@@ -1,0 +1,74 @@
+"""The operator as a real process (``python -m incident_operator``), as it runs in a cluster."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .processes import ManagedProcess, free_port, wait_until
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, config: dict[str, Any] | None = None, namespaces: list[str] | None = None,
+                 workdir: Path | None = None, name: str = "operator", extra_env: dict[str, str] | None = None,
+                 die_with_parent: bool = False):
+        self.die_with_parent = die_with_parent
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="incident-op-"))
+        self.kubeconfig = kubeconfig
+        self.health_port = free_port()
+        self.metrics_port = free_port()
+        config = dict(config or {})
+        config.setdefault("metrics", {"port": self.metrics_port})
+        config.setdefault("health", {"port": self.health_port})
+        self.metrics_port = config["metrics"]["port"]
+        self.config_path = self.workdir / f"{name}-config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.namespaces = namespaces or []
+        self.name = name
+        self.extra_env = extra_env or {}
+        self.process: ManagedProcess | None = None
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    def argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "incident_operator", "--config", str(self.config_path), "--verbose",
+                f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
+        for namespace in self.namespaces:
+            argv += ["--namespace", namespace]
+        return argv
+
+    def start(self, wait: bool = True) -> "OperatorProcess":
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.extra_env}
+        self.process = ManagedProcess(self.name, self.argv(), self.workdir, env=env,
+                                      die_with_parent=self.die_with_parent).start()
+        if wait:
+            wait_until(self.healthy, 60, interval=0.2, what=f"{self.name} /healthz")
+        return self
+
+    def healthy(self) -> bool:
+        if self.process is not None and not self.process.alive():
+            raise RuntimeError(f"{self.name} exited:\n" + self.process.tail(60))
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as response:
+            return response.status == 200
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.alive()
+
+    def log(self) -> str:
+        return self.process.log_path.read_text(errors="replace") if self.process else ""
