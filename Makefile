@@ -38,8 +38,12 @@ apt-deps: ## Install Debian packages the tests need (Prometheus, Alertmanager), 
 controlplane: ## Build kube-apiserver and etcd from the pinned Go modules (skipped when current)
 	@bash tests/controlplane/build.sh >/dev/null
 
+.PHONY: helm
+helm: ## Build the pinned helm from the Go module proxy (skipped when current; cached outside the repo)
+	@bash tests/tools/build-helm.sh >/dev/null
+
 .PHONY: deps
-deps: venv apt-deps controlplane ## Everything the tests need: venv, Debian packages, control plane
+deps: venv apt-deps controlplane helm ## Everything the tests need: venv, Debian packages, control plane, helm
 
 .PHONY: test
 test: deps ## Run every test: unit, then integration against a real control plane and Prometheus
@@ -54,8 +58,15 @@ test-integration: deps ## Run the integration tests only
 	$(PYTEST) tests/integration -q
 
 .PHONY: crds
-crds: ## Copy crds/ into the Helm chart and manifests/ (crds/ is the source of truth)
-	$(PY) -m incident_operator.cli.sync_crds
+crds: helm ## Copy crds/, dashboards/ and alerts/ into the chart and the package; render manifests/install.yaml
+	$(PY) -m incident_operator.cli.sync_crds --helm "$$(bash tests/tools/build-helm.sh 2>/dev/null)"
+
+.PHONY: chart
+chart: crds ## Lint the Helm chart (after syncing its generated files)
+	"$$(bash tests/tools/build-helm.sh 2>/dev/null)" lint charts/incident-operator --strict
+
+.PHONY: manifests
+manifests: crds ## Render manifests/install.yaml from the chart (part of `make crds`)
 
 .PHONY: bench
 bench: deps ## Run the benchmarks; they print figures (never pass/fail)

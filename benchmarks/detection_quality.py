@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"NAB data: {nab}")
     print(f"detector: {json.dumps(spec, sort_keys=True)}  for: {args.for_}")
     print("metric: NAB README 'Scoring detections the way an incident tool is judged' (event-level);")
-    print(f"published rows: copied from the tables in {nab / 'README.md'} (NAB detectors at NAB-tuned thresholds)")
+    print(f"published rows: copied from the tables in {nab / 'README.md'}")
+    print("  (NAB detectors at their NAB-tuned thresholds, scored with the same metric)")
     for category in args.category or CATEGORIES:
         keys = sorted(k for k in windows if k.startswith(category + "/"))
         jobs = [(str(nab), k, spec, for_s) for k in keys]

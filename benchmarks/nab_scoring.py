@@ -167,7 +167,9 @@ def combine(files: Iterable[FileScore]) -> Score:
     )
 
 
-def load_labels(nab_dir: Path) -> tuple[dict[str, list[tuple[datetime, datetime]]], dict[str, list[datetime]]]:
+def load_labels(
+    nab_dir: Path,
+) -> tuple[dict[str, list[tuple[datetime, datetime]]], dict[str, list[datetime]]]:
     """Return (windows, labels) keyed by ``<category>/<file>.csv``."""
     raw_w = json.loads((nab_dir / "labels" / "combined_windows.json").read_text())
     raw_l = json.loads((nab_dir / "labels" / "combined_labels.json").read_text())

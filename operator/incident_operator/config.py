@@ -85,6 +85,10 @@ class OperatorConfig:
             if not 1 <= timeline_limit <= 100:
                 raise ConfigError("timelineLimit must be between 1 and 100 (the CRD bounds status.timeline)")
             detection = dict(data.get("detection") or {})
+            # Refuse a bad ``alertmanager`` block at load time (the namespace is checked at start-up).
+            from .domain.alerts import parse_settings as parse_alertmanager_settings
+
+            parse_alertmanager_settings(data.get("alertmanager") or {}, require_namespace=False)
             return cls(
                 namespaces=tuple(data.get("namespaces") or ()),
                 prometheus=prometheus,

@@ -12,6 +12,7 @@ from . import metrics
 from .adapters.prometheus import PrometheusClient
 from .config import ConfigError, OperatorConfig
 from .handlers import escalationpolicies  # noqa: F401 - registers the EscalationPolicy handlers
+from .services.detection import SeasonalCache
 from .services.notifier import Notifier
 
 
@@ -20,8 +21,12 @@ async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str,
     memo.prometheus = PrometheusClient(max_connections=config.max_concurrent_evaluations * 2)
     # Bounded concurrency of rule evaluations across all rules.
     memo.evaluation_slots = asyncio.Semaphore(config.max_concurrent_evaluations)
+    # Seasonal reference windows of baseline rules, fetched once per step (bounded LRU).
+    memo.seasonal_cache = SeasonalCache()
     # Delivers hand-off notifications and publishes customer drafts (services/notifier.py).
     memo.notifier = Notifier(config)
+    # Alertmanager webhooks (``alertmanager.enabled``): services/alerts.py writes the incidents.
+    alert_receiver = await start_alert_receiver(config, memo, namespaces)
     try:
         await kopf.operator(
             clusterwide=not namespaces,
@@ -34,6 +39,8 @@ async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str,
         await memo.notifier.close()
         await memo.prometheus.close()
         await metrics_server.cleanup()
+        if alert_receiver is not None:
+            await alert_receiver.cleanup()
 
 
 # -- /metrics ------------------------------------------------------------------------------------------
@@ -78,3 +85,31 @@ async def start_metrics_server(config: OperatorConfig, memo: kopf.Memo) -> web.A
     await runner.setup()
     await web.TCPSite(runner, host="0.0.0.0", port=config.metrics_port).start()
     return runner
+
+
+# -- Alertmanager webhook receiver ---------------------------------------------------------------------
+
+def alert_settings(config: OperatorConfig, namespaces: tuple[str, ...]):
+    """The ``alertmanager`` settings, with the incidents' namespace checked against the watched ones."""
+    from .domain.alerts import InvalidSettings, parse_settings
+
+    try:
+        settings = parse_settings(config.alertmanager, fallback_namespace=namespaces[0] if len(namespaces) == 1 else None)
+    except InvalidSettings as error:
+        raise ConfigError(str(error)) from None
+    if settings.enabled and namespaces and settings.namespace not in namespaces:
+        raise ConfigError(f"alertmanager.namespace {settings.namespace!r} is not watched by this operator "
+                          f"(namespaces: {', '.join(namespaces)}); its incidents would never be reconciled")
+    return settings
+
+
+async def start_alert_receiver(config: OperatorConfig, memo: kopf.Memo,
+                               namespaces: tuple[str, ...]) -> web.AppRunner | None:
+    settings = alert_settings(config, namespaces)
+    if not settings.enabled:
+        return None
+    from .adapters.alertmanager_receiver import TokenSource, start_receiver
+    from .services.alerts import AlertService
+
+    memo.alert_service = service = AlertService(settings, timeline_limit=config.timeline_limit)
+    return await start_receiver(settings, TokenSource(settings), service.handle)

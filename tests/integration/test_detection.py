@@ -162,3 +162,22 @@ def test_schema_refuses_bad_rules(kubectl):
     bad = rule("no-threshold", 'topic="x"', detector={"type": "threshold"})
     result = kubectl.apply(bad, check=False)
     assert result.returncode != 0 and "detector.type threshold needs detector.threshold.value" in result.stderr
+
+
+def test_baseline_detector_learns_normal_and_fires_on_a_spike(kubectl, start_operator, prometheus, exporter):
+    topic = "base-" + uuid.uuid4().hex[:4]
+    exporter.set_rate(topic, 1.0)
+    start_operator({"prometheus": {"url": prometheus.url}})
+    baseline = {"step": "1s", "windowPoints": 3, "trailingPoints": 20, "seasonalDays": 0,
+                "minReferencePoints": 8, "minCount": 5, "factor": 2, "upperFactor": 2}
+    kubectl.apply(rule("learned", f'target="{exporter.target}",topic="{topic}"',
+                       query=f'sum by (topic) (increase(support_tickets_created_total{{target="{exporter.target}",'
+                             f'topic="{topic}"}}[2s]))',
+                       detector={"type": "baseline", "baseline": baseline}))
+    wait_until(lambda: condition(kubectl.get("detectionrule", "learned"), "Ready")["reason"] == "Evaluating", 20)
+    time.sleep(12)  # steady traffic: what is normal is learned, nothing fires
+    assert incidents_of(kubectl, "learned") == []
+    exporter.set_rate(topic, 15.0)
+    [opened] = wait_until(lambda: incidents_of(kubectl, "learned"), 30, what="the baseline detector to fire")
+    signal = wait_until(lambda: kubectl.get("incident", opened["metadata"]["name"])["status"].get("signal"), 10)
+    assert signal["baseline"] < signal["value"]

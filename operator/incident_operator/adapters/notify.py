@@ -17,7 +17,7 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
 
@@ -25,6 +25,10 @@ from . import kube
 
 POLICIES = "escalationpolicies"
 log = logging.getLogger(__name__)
+# Apprise logs channel URLs at DEBUG and hosts in warnings. Its records still reach the per-call
+# capture that send_sync() reads (a handler on the apprise logger), but never the operator's
+# log output: we log our own redacted summary instead.
+logging.getLogger("apprise").propagate = False
 
 
 class ChannelError(Exception):
@@ -127,11 +131,19 @@ def redact(text: str, *secrets: str) -> str:
     for secret in secrets:
         if not secret:
             continue
-        for variant in {secret, unquote(secret)}:
-            fragments.add(variant)
-            body = variant.split("://", 1)[-1]
-            fragments.add(body)
-            fragments.update(part for part in _SPLIT.split(body) if len(part) >= 3)
+        body = secret.split("://", 1)[-1]
+        parts = {secret, body} | {part for part in _SPLIT.split(body) if len(part) >= 3}
+        try:
+            split = urlsplit(secret)
+            parts |= {split.username or "", split.password or "", split.hostname or "", split.path,
+                      str(split.port or "")}
+            parts |= {value for pair in parse_qsl(split.query) for value in pair}
+        except ValueError:
+            pass
+        for part in parts:
+            for variant in (part, unquote(part)):
+                if len(variant) >= 3:
+                    fragments.add(variant)
     for fragment in sorted(fragments, key=len, reverse=True):
         if fragment:
             text = text.replace(fragment, "***")

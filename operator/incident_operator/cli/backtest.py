@@ -126,13 +126,17 @@ def parse_timestamp(text: str) -> float:
     try:
         dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
     except ValueError:
-        raise BacktestError(f"bad timestamp {text!r} (want e.g. '2015-03-01 12:00:00' or epoch seconds)") from None
+        raise BacktestError(
+            f"bad timestamp {text!r} (want e.g. '2015-03-01 12:00:00' or epoch seconds)"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return dt.timestamp()
 
 
-def read_series(fh: TextIO, source: str = "<series>") -> tuple[list[str], list[str], list[float], list[float]]:
+def read_series(
+    fh: TextIO, source: str = "<series>"
+) -> tuple[list[str], list[str], list[float], list[float]]:
     """Read ``timestamp,value`` CSV (time order; repeated timestamps are kept as separate rows).
 
     Returns (raw timestamps, raw values, epoch seconds, values).
@@ -238,7 +242,9 @@ def backtest_file(src: Path, rule: RuleSettings, out: TextIO, details: bool = Fa
 def _nab_files(nab_dir: Path) -> Iterable[Path]:
     data = nab_dir / "data"
     if not data.is_dir():
-        raise BacktestError(f"{nab_dir} has no data/ directory (expected NAB layout data/<category>/<name>.csv)")
+        raise BacktestError(
+            f"{nab_dir} has no data/ directory (expected NAB layout data/<category>/<name>.csv)"
+        )
     return sorted(p for p in data.glob("*/*.csv") if p.is_file())
 
 
@@ -247,11 +253,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="incident-backtest",
         description="Replay recorded series through a DetectionRule's detector and episode logic.",
     )
-    p.add_argument("--rule", type=Path, help="DetectionRule manifest (YAML); default: the default detector, for 0s")
+    p.add_argument(
+        "--rule", type=Path, help="DetectionRule manifest (YAML); default: the default detector, for 0s"
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--series", type=Path, help="CSV with header timestamp,value")
     src.add_argument("--nab", type=Path, help="NAB directory: replays every data/<category>/<name>.csv")
-    p.add_argument("--out", type=Path, help="output CSV (--series; default stdout) or directory (--nab; required)")
+    p.add_argument(
+        "--out", type=Path, help="output CSV (--series; default stdout) or directory (--nab; required)"
+    )
     p.add_argument("--category", action="append", help="with --nab: only these categories (repeatable)")
     p.add_argument(
         "--details", action="store_true", help="add columns count,expected,threshold,score (debugging)"

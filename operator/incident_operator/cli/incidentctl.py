@@ -23,6 +23,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "draft": ("incident_operator.cli.draft", "render a customer-communication draft for an incident"),
     "postmortem": ("incident_operator.cli.postmortem", "render the post-incident review of an incident as Markdown"),
     "backtest": ("incident_operator.cli.backtest", "replay recorded series through a DetectionRule's detector"),
+    "lint": ("incident_operator.cli.lint", "validate DetectionRules and Incidents offline (CI for GitOps repos)"),
+    "test": ("incident_operator.cli.ruletest", "run DetectionRule unit tests (promtool-style, see docs/rule-tests.md)"),
+    "schema": ("incident_operator.cli.schema", "export JSON Schemas of the CRDs for editors (yaml-language-server)"),
 }
 
 

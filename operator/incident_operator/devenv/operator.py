@@ -17,8 +17,9 @@ from .processes import ManagedProcess, free_port, wait_until
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, config: dict[str, Any] | None = None, namespaces: list[str] | None = None,
                  workdir: Path | None = None, name: str = "operator", extra_env: dict[str, str] | None = None,
-                 die_with_parent: bool = False):
+                 die_with_parent: bool = False, verbose: bool = True):
         self.die_with_parent = die_with_parent
+        self.verbose = verbose
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="incident-op-"))
         self.kubeconfig = kubeconfig
         self.health_port = free_port()
@@ -39,8 +40,10 @@ class OperatorProcess:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def argv(self) -> list[str]:
-        argv = [sys.executable, "-m", "incident_operator", "--config", str(self.config_path), "--verbose",
+        argv = [sys.executable, "-m", "incident_operator", "--config", str(self.config_path),
                 f"--liveness=http://127.0.0.1:{self.health_port}/healthz"]
+        if self.verbose:
+            argv.append("--verbose")
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]
         return argv

@@ -40,6 +40,7 @@ IMPACT = {"P1": "critical", "P2": "major", "P3": "minor", "P4": "none"}
 MAX_OUTPUT = 20_000
 MAX_ARGUMENT = 100_000
 MAX_EXPONENT = 100
+MAX_INT_BITS = 4096
 RENDER_SECONDS = 2.0
 
 
@@ -172,8 +173,11 @@ class HardenedSandbox(ImmutableSandboxedEnvironment):
         self.filters = {name: _capped_filter(function) for name, function in self.filters.items()}
 
     def call_binop(self, context, operator, left, right):  # noqa: ANN001 - jinja's signature
-        if operator == "**" and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is larger than the template limit {MAX_EXPONENT}")
+        if operator == "**" and isinstance(right, (int, float)):
+            if abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"exponent {right} is larger than the template limit {MAX_EXPONENT}")
+            if isinstance(left, int) and abs(left).bit_length() * abs(right) > MAX_INT_BITS:
+                raise SecurityError("the power would be a larger number than templates may compute")
         if operator == "*":
             for sized, count in ((left, right), (right, left)):
                 if isinstance(sized, (str, list, tuple)) and isinstance(count, int) and \

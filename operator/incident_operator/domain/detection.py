@@ -9,6 +9,7 @@ evidence) and writes the new group states back to the rule's status.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import statistics
 import urllib.parse
@@ -28,6 +29,8 @@ RULE_LABEL = "incidents.buttercream.io/rule"
 FINGERPRINT_LABEL = "incidents.buttercream.io/fingerprint"
 DEFAULT_TITLE = "Spike in {{ rule }}: {{ labels | dictsort | map('join', '=') | join(', ') }}"
 START_FRACTION = 0.2
+# The baseline detector's defaults are tuned for 5-minute samples (docs/detection.md).
+DEFAULT_BASELINE_STEP_SECONDS = 300.0
 
 
 class InvalidRule(ValueError):
@@ -60,6 +63,7 @@ class RuleSpec:
     team: str | None
     extra_labels: Mapping[str, str]
     group_labels: tuple[str, ...]
+    history_step_s: float = 0.0  # spacing of history samples (baseline: detector.baseline.step)
 
     @property
     def dry_run(self) -> bool:
@@ -68,6 +72,14 @@ class RuleSpec:
     @property
     def history_points(self) -> int:
         return max(int(getattr(self.detector, "history_points", 0) or 0), 1)
+
+    @property
+    def step_s(self) -> float:
+        return self.history_step_s or self.interval_s
+
+    @property
+    def seasonal_windows(self) -> tuple:
+        return tuple(getattr(self.detector, "seasonal_windows", ()) or ())
 
 
 def check_promql(query: str) -> None:
@@ -94,6 +106,17 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
             raise InvalidRule(f"spec.{key}: {error}") from None
 
     detector_spec = dict(spec.get("detector") or DEFAULT_DETECTOR_SPEC)
+    history_step = 0.0
+    if isinstance(detector_spec.get("baseline"), Mapping) and "step" in detector_spec["baseline"]:
+        # The sampling step of the baseline's history is the rule's business, not the detector's.
+        baseline = dict(detector_spec["baseline"])
+        try:
+            history_step = parse_duration(str(baseline.pop("step")))
+        except ValueError as error:
+            raise InvalidRule(f"spec.detector.baseline.step: {error}") from None
+        detector_spec["baseline"] = baseline
+    elif (detector_spec.get("type") or "baseline") == "baseline":
+        history_step = DEFAULT_BASELINE_STEP_SECONDS
     try:
         detector = build_detector(detector_spec)
     except (InvalidDetector, ValueError) as error:
@@ -120,9 +143,13 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
         title=str(template.get("title") or DEFAULT_TITLE), description=template.get("description"),
         service=template.get("service"), team=template.get("team"),
         extra_labels=dict(template.get("labels") or {}), group_labels=tuple(spec.get("groupLabels") or ()),
+        history_step_s=history_step,
     )
     if rule.interval_s <= 0:
         raise InvalidRule("spec.interval must be greater than zero")
+    if history_step and history_step < rule.interval_s:
+        raise InvalidRule(f"spec.detector.baseline.step ({history_step:g}s) must not be shorter than "
+                          f"spec.interval ({rule.interval_s:g}s)")
     return rule
 
 
@@ -243,8 +270,13 @@ def plan_evaluation(
     histories: Mapping[str, Sequence[tuple[float, float]]],
     incidents: Mapping[str, IncidentView],
     now: float,
+    seasonals: Mapping[str, Sequence[Sequence[float]]] | None = None,
 ) -> Plan:
-    """Steps every group's episode state and lists what to do. ``histories`` is keyed by fingerprint."""
+    """Steps every group's episode state and lists what to do.
+
+    ``histories`` (recent samples) and ``seasonals`` (one list per detector seasonal window) are
+    keyed by group fingerprint.
+    """
     by_fp: dict[str, dict[str, Any]] = {g["fingerprint"]: dict(g) for g in previous_groups if g.get("fingerprint")}
     current: dict[str, tuple[dict[str, str], float]] = {}
     for labels, value in samples:
@@ -268,15 +300,18 @@ def plan_evaluation(
             verdict = None
             firing = False
         else:
-            verdict = rule.detector.evaluate(value, history_values)
+            verdict = rule.detector.evaluate(value, history_values, list((seasonals or {}).get(fp, ())))
             firing = verdict.firing
         state, event = step(state, firing, now, rule.for_s, rule.cooldown_s, rule.recovery_s)
 
         record["labels"] = dict(labels)
         if verdict is not None:
             record["value"] = verdict.value
-            record["threshold"] = verdict.threshold
-            if verdict.expected is not None:
+            if math.isfinite(verdict.threshold):  # infinite while the baseline warms up
+                record["threshold"] = verdict.threshold
+            else:
+                record.pop("threshold", None)
+            if verdict.expected is not None and math.isfinite(verdict.expected):
                 record["baseline"] = verdict.expected
             if firing:
                 record["lastSeen"] = format_time(datetime.fromtimestamp(now, timezone.utc))
@@ -363,12 +398,13 @@ def signal_status(rule: RuleSpec, action: Action, graph_base: str | None, now: f
         "fingerprint": action.fingerprint,
         "groupLabels": dict(action.labels),
         "value": action.value,
-        "threshold": action.verdict.threshold,
         "peak": max(action.peak, action.value),
         "firstSeen": format_time(datetime.fromtimestamp(action.first_seen, timezone.utc)),
         "lastSeen": format_time(datetime.fromtimestamp(now, timezone.utc)),
     }
-    if action.verdict.expected is not None:
+    if math.isfinite(action.verdict.threshold):
+        signal["threshold"] = action.verdict.threshold
+    if action.verdict.expected is not None and math.isfinite(action.verdict.expected):
         signal["baseline"] = action.verdict.expected
     if graph_base:
         signal["graphURL"] = graph_url(graph_base, rule.query)

@@ -101,7 +101,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class SeasonalWindow:
-    """Samples wanted around ``now - lag_s``: from ``points_before`` steps before to ``points_after`` after."""
+    """Samples wanted around ``now - lag_s``: ``points_before`` steps before it to ``points_after`` after."""
 
     lag_s: float
     points_before: int
@@ -307,7 +307,7 @@ class BaselineDetector:
     upper_factor: float = 4.0
     factor: float = 3.0
     min_count: float = 10.0
-    dispersion: float = 0.3
+    dispersion: float = 0.1
     max_p_value: float = 1e-6
     min_reference_points: int = 72
 
@@ -387,7 +387,7 @@ _BASELINE_FIELDS: tuple[tuple[str, str, type, Any, float, float, str], ...] = (
      "The count must also reach factor x the baseline (median of the reference)."),
     ("minCount", "min_count", float, 10.0, 0.0, 1e9,
      "Never fire below this many tickets in the window."),
-    ("dispersion", "dispersion", float, 0.3, 0.0, 10.0,
+    ("dispersion", "dispersion", float, 0.1, 0.0, 10.0,
      "Negative-binomial over-dispersion: variance = mean + dispersion x mean^2 (0 = Poisson)."),
     ("maxPValue", "max_p_value", float, 1e-6, 1e-12, 0.5,
      "The count must also be this improbable under that negative binomial."),
@@ -454,13 +454,17 @@ def build_detector(spec: Mapping[str, Any] | None) -> Detector:
         )
     other = "baseline" if kind == "threshold" else "threshold"
     if spec.get(other) is not None:
-        raise InvalidDetector(f"detector.{other} is set but detector.type is {kind!r}; set only detector.{kind}")
+        raise InvalidDetector(
+            f"detector.{other} is set but detector.type is {kind!r}; set only detector.{kind}"
+        )
 
     if kind == "threshold":
         block = _block(spec, "threshold")
         extra = sorted(set(block) - {"value"})
         if extra:
-            raise InvalidDetector(f"unknown field(s) in detector.threshold: {', '.join(map(str, extra))} (allowed: value)")
+            raise InvalidDetector(
+                f"unknown field(s) in detector.threshold: {', '.join(map(str, extra))} (allowed: value)"
+            )
         if "value" not in block:
             raise InvalidDetector("detector.threshold.value is required (fire when the query value >= it)")
         value = _number("detector.threshold.value", block["value"], float, 0.0, 1e15)

@@ -97,11 +97,19 @@ def _is_acknowledged(state: str) -> bool:
 
 
 def _detected_at(metadata: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> datetime:
+    """The earliest detection known: min(status.detectedAt, the detected-at annotation).
+
+    Set once, and only ever moved earlier: when a signal detected earlier joins the incident
+    (an Alertmanager alert or a ticket spike, services/alerts.py lowers the annotation), time to
+    detect is measured from the earliest signal.
+    """
     existing = _safe_time(status.get("detectedAt"))
-    if existing:
-        return existing
     annotated = _safe_time((metadata.get("annotations") or {}).get(DETECTED_AT_ANNOTATION))
-    if annotated and annotated <= now + FUTURE_SKEW:
+    if annotated and annotated > now + FUTURE_SKEW:
+        annotated = None
+    if existing:
+        return min(existing, annotated) if annotated else existing
+    if annotated:
         return annotated
     return _safe_time(metadata.get("creationTimestamp")) or now
 
@@ -158,6 +166,11 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
                                       f"{priority} incident opened ({source}): {spec.get('title', '')}"))
         outcome.notifications.append(Notification("opened", "incident.triggered"))
         outcome.observations.append("opened")
+    elif (_safe_time(old.get("detectedAt")) or detected_at) > detected_at:
+        entries.append(timeline_entry(now, "DetectedEarlier",
+                                      f"Detection time moved from {old.get('detectedAt')} to {format_time(detected_at)}: "
+                                      "an earlier correlated signal joined"))
+        status["detectedAt"] = format_time(detected_at)
 
     # -- priority and severity -------------------------------------------------------
     old_priority = old.get("priority")

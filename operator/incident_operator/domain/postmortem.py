@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from .priority import effective_priority, severity_of
 from .review import review_missing, review_required
 from .timeutil import parse_time
 
@@ -71,6 +72,20 @@ def durations(status: Mapping[str, Any]) -> dict[str, timedelta | None]:
     return result
 
 
+def _priority(spec: Mapping[str, Any]) -> str | None:
+    try:
+        return effective_priority(spec.get("priority"), spec.get("impact"), spec.get("urgency"))
+    except ValueError:
+        return None
+
+
+def _severity(priority: str) -> str:
+    try:
+        return severity_of(priority)
+    except (KeyError, ValueError):
+        return "?"
+
+
 def _cell(value: Any) -> str:
     text = " ".join(str(value if value is not None else "").split())
     return text.replace("|", "\\|") or "—"
@@ -111,7 +126,7 @@ def build_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
     spec = incident.get("spec") or {}
     status = incident.get("status") or {}
     review = spec.get("review") or {}
-    priority = status.get("priority") or spec.get("priority") or "?"
+    priority = status.get("priority") or _priority(spec) or "?"
     state = status.get("state") or spec.get("state") or "Triggered"
     out: list[str] = [f"# Post-incident review: {spec.get('title') or metadata.get('name')}", ""]
 
@@ -122,8 +137,8 @@ def build_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
 
     out += ["| | |", "|---|---|"]
     rows = [
-        ("Incident", f"`{metadata.get('namespace')}/{metadata.get('name')}`"),
-        ("Priority / severity", f"{priority} / {status.get('severity') or '?'}"),
+        ("Incident", f"`{'/'.join(p for p in (metadata.get('namespace'), metadata.get('name')) if p)}`"),
+        ("Priority / severity", f"{priority} / {status.get('severity') or _severity(priority)}"),
         ("State", state + (f" (reopened {status['reopenCount']}x)" if status.get("reopenCount") else "")),
         ("Service", spec.get("service")),
         ("Team", spec.get("team")),

@@ -8,6 +8,7 @@ Duplicate keys, which PyYAML silently accepts but ``kubectl`` refuses, are repor
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -40,8 +41,13 @@ class Document:
         return self.line
 
 
-class _Loader(yaml.SafeLoader):
-    pass
+class Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-6`` as a number, as kubectl and the API server do
+    (YAML 1.1, and so PyYAML, wants a dot: ``1.0e-6``)."""
+
+
+Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                             list("-+0123456789"))
 
 
 def _record(node: yaml.Node, path: Path, doc: Document, seen: set[int]) -> None:
@@ -70,7 +76,7 @@ def _record(node: yaml.Node, path: Path, doc: Document, seen: set[int]) -> None:
 
 def load_documents(text: str) -> Iterator[Document]:
     """Yields each non-empty document; raises :class:`YamlError` (with a line) on a syntax error."""
-    loader = _Loader(text)
+    loader = Loader(text)
     try:
         while True:
             try:

@@ -95,7 +95,7 @@ async def evaluator(body, memo, stopped, logger, detected_incidents: kopf.Index,
             delay = None  # wait for a fix (the update handler wakes us)
         else:
             result = await engine.evaluate_rule(current, rule, memo.config, memo.prometheus, detected_incidents,
-                                                 memo.evaluation_slots)
+                                                 memo.evaluation_slots, memo.get("seasonal_cache"))
             if result.rule_body is None:
                 current = None  # lost a race or the spec changed: re-read and evaluate again now
                 continue

@@ -131,6 +131,22 @@ def _next_due(outcome: Outcome, memo: Any) -> datetime | None:
     return min(candidates) if candidates else None
 
 
+def _recurrence_unrecorded(status, **_) -> bool:
+    status = status or {}
+    return (bool((status.get("signal") or {}).get("previousIncident"))
+            and "recurrence" not in ((status.get("metrics") or {}).get("observed") or []))
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, when=_recurrence_unrecorded)
+async def recurrence_noticed(body, memo, logger, **_) -> None:
+    """The detection engine writes ``status.signal`` after creating the incident, and a status-only
+    change wakes no update handler: sync once more so the recurrence is counted (exactly once)."""
+    try:
+        await sync_incident(dict(body), memo, logger)
+    except kopf.TemporaryError as error:
+        logger.info(f"Recurrence not recorded yet ({error}); the next change of the incident retries")
+
+
 @kopf.index(GROUP, VERSION, PLURAL, id="incident_states")
 def incident_states(spec, status, **_):
     """Every incident under (priority, state), for the scrape-time gauges; kopf keeps it in sync."""

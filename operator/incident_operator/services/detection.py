@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,9 +25,11 @@ from ..adapters import kube
 from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
 from ..config import OperatorConfig
 from ..domain import detection as dom
+from ..domain.alerts import SERVICE_LABEL
 from ..domain.conditions import set_condition
 from ..domain.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
 from ..domain.timeutil import format_time, parse_time
+from . import alerts as correlation
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
@@ -90,25 +93,27 @@ def incidents_view(index: Mapping[Any, Any] | None, namespace: str, names: set[s
 
 async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: OperatorConfig,
                         prometheus: PrometheusClient, incident_index: Mapping[Any, Any] | None,
-                        semaphore: asyncio.Semaphore) -> EvaluationResult:
+                        semaphore: asyncio.Semaphore, seasonal_cache: "SeasonalCache | None" = None) -> EvaluationResult:
     began = time.monotonic()
     now_dt = utcnow()
     now = now_dt.timestamp()
     error: PrometheusError | None = None
     samples: list[tuple[dict[str, str], float]] = []
     histories: dict[str, list[tuple[float, float]]] = {}
+    seasonals: dict[str, list[list[float]]] = {}
     try:
         endpoint = await endpoint_for(rule_body, config)
         async with semaphore:
             instant = await prometheus.query(endpoint, rule.query, now)
             samples = [(s.labels, s.value) for s in instant]
             points = min(max(rule.history_points, 30), MAX_HISTORY_POINTS)
-            step = rule.interval_s
+            step = rule.step_s
             if instant:
                 series = await prometheus.query_range(endpoint, rule.query, now - points * step, now - step / 2, step)
                 for labels, values in series:
                     fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
                     histories[fp] = values
+                seasonals = await _seasonal_samples(rule, rule_body, endpoint, prometheus, now, seasonal_cache)
     except PrometheusError as failure:
         error = failure
     duration = time.monotonic() - began
@@ -132,7 +137,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     previous_groups = list(status.get("groups") or [])
     names = {g.get("incident") for g in previous_groups if g.get("incident")}
     plan = dom.plan_evaluation(rule, previous_groups, samples, histories,
-                               incidents_view(incident_index, rule.namespace, names), now)
+                               incidents_view(incident_index, rule.namespace, names), now, seasonals)
     dry_run_entries = await _carry_out(rule_body, rule, plan, config, incident_index, now)
 
     status["groups"] = plan.groups
@@ -150,6 +155,52 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     status["conditions"] = conditions
     metrics.rule_succeeded(now)
     return EvaluationResult(await _write_rule_status(rule_body, status), duration)
+
+
+class SeasonalCache:
+    """Seasonal reference windows (same time of day, previous days) change once per step: fetch them
+    once per step and rule, not at every evaluation. Bounded LRU, held in the operator's memo."""
+
+    def __init__(self, max_entries: int = 4096):
+        self._entries: "OrderedDict[tuple, dict[str, list[list[float]]]]" = OrderedDict()
+        self._max = max_entries
+
+    def get(self, key: tuple) -> dict[str, list[list[float]]] | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: tuple, value: dict[str, list[list[float]]]) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+
+async def _seasonal_samples(rule: dom.RuleSpec, rule_body: Mapping[str, Any], endpoint: Endpoint,
+                            prometheus: PrometheusClient, now: float,
+                            cache: SeasonalCache | None) -> dict[str, list[list[float]]]:
+    windows = rule.seasonal_windows
+    if not windows:
+        return {}
+    step = rule.step_s
+    bucket = int(now // step)
+    key = (rule.namespace, rule.name, rule_body["metadata"].get("generation"), bucket)
+    if cache is not None and (cached := cache.get(key)) is not None:
+        return cached
+    anchor = bucket * step
+    result: dict[str, list[list[float]]] = {}
+    for index, window in enumerate(windows):
+        start = anchor - window.lag_s - window.points_before * step
+        end = anchor - window.lag_s + window.points_after * step
+        for labels, values in await prometheus.query_range(endpoint, rule.query, start, end, step):
+            fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
+            lists = result.setdefault(fp, [[] for _ in windows])
+            lists[index] = [v for _, v in values]
+    if cache is not None:
+        cache.put(key, result)
+    return result
 
 
 async def _write_rule_status(rule_body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
@@ -176,7 +227,11 @@ async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: Oper
                                 "name": action.incident, "title": action.title, "priority": action.priority,
                                 "labels": action.labels, "value": action.value})
             elif action.kind == "open":
-                await _open_incident(rule_body, rule, action, graph_base, now)
+                opened = await _open_incident(rule_body, rule, action, graph_base, now, config)
+                if opened != action.incident:  # the spike joined an alert incident (services/alerts.py)
+                    for group in plan.groups:
+                        if group.get("fingerprint") == action.fingerprint:
+                            group["incident"] = opened
             elif action.kind == "reopen":
                 await _reopen_incident(rule, action, graph_base, now)
             elif action.kind == "update" and _needs_refresh(incident_index, rule.namespace, action, now):
@@ -200,7 +255,9 @@ def _needs_refresh(index, namespace: str, action: dom.Action, now: float) -> boo
     return True
 
 
-async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
+async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float,
+                         config: OperatorConfig | None = None) -> str:
+    """Opens the spike's incident (create-or-get); returns its name, or the alert incident it joined."""
     spec: dict[str, Any] = {
         "title": action.title or f"Spike in {rule.name}",
         "priority": action.priority,
@@ -215,6 +272,8 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
             spec[key] = _label_safe(value)
     labels = {dom.RULE_LABEL: rule.name[:63], dom.FINGERPRINT_LABEL: action.fingerprint,
               **{k: v for k, v in rule.extra_labels.items()}}
+    if spec.get("service"):
+        labels[SERVICE_LABEL] = spec["service"]  # correlation with Alertmanager alerts finds it by this
     body = {
         "apiVersion": f"{kube.GROUP}/{kube.VERSION}",
         "kind": "Incident",
@@ -230,10 +289,21 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
         },
         "spec": spec,
     }
-    created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
+    signal = dom.signal_status(rule, action, graph_base, now)
+    async with correlation.WRITE_LOCK:  # an alert for the same service arriving now cannot open a second one
+        if config is not None:
+            moment = datetime.fromtimestamp(now, timezone.utc)
+            joined = await correlation.join_ticket_spike(
+                config, rule.namespace, rule.name, action.fingerprint, spec.get("service") or "", signal,
+                action.priority, datetime.fromtimestamp(action.started_at, timezone.utc), moment)
+            if joined is not None:
+                log.info(f"Spike of {rule.namespace}/{rule.name} {action.labels} joined incident {joined}")
+                return joined
+        created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
     if is_new:
         log.info(f"Opened incident {rule.namespace}/{action.incident} for {action.labels} (value {action.value:g})")
-    await _write_signal(created, dom.signal_status(rule, action, graph_base, now))
+    await _write_signal(created, signal)
+    return action.incident
 
 
 async def _reopen_incident(rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:

@@ -1,0 +1,137 @@
+"""The HTTP receiver for Alertmanager's webhook (``webhook_configs``), served by aiohttp in the operator.
+
+Checks, in this order, each with a clear 4xx that Alertmanager logs and does not retry:
+401 missing or wrong bearer token (``Authorization: Bearer <token>``, compared in constant time);
+415 a Content-Type other than application/json; 413 a body over ``maxBodyBytes`` (by
+Content-Length, and while reading, for chunked bodies); 400 malformed JSON or not a webhook
+notification (domain/alerts.py says what is wrong). A failure to write to Kubernetes is a 503, which
+Alertmanager retries. The token comes from a mounted Secret file (re-read on every request, so a
+rotated Secret is picked up) or from a Secret read through the API (cached for a short while).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from ..domain import alerts as dom
+
+log = logging.getLogger(__name__)
+SECRET_CACHE_SECONDS = 30.0
+CHUNK = 64 * 1024
+
+Handler = Callable[[dom.Notification], Awaitable[object]]
+
+
+class TokenUnavailable(Exception):
+    """The expected token cannot be read (no file, no Secret): the receiver answers 503."""
+
+
+class TokenSource:
+    def __init__(self, settings: dom.AlertSettings, read_secret=None, clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self._read_secret = read_secret
+        self._clock = clock
+        self._cached: tuple[float, str] | None = None
+
+    async def token(self) -> str:
+        if self.settings.bearer_token_file:
+            try:
+                value = Path(self.settings.bearer_token_file).read_text().strip()
+            except OSError as error:
+                raise TokenUnavailable(f"cannot read bearerTokenFile: {error.strerror}") from None
+        else:
+            ref = self.settings.token_secret_ref
+            if ref is None:
+                raise TokenUnavailable("no token configured")
+            now = self._clock()
+            if self._cached and now - self._cached[0] < SECRET_CACHE_SECONDS:
+                return self._cached[1]
+            read = self._read_secret
+            if read is None:
+                from . import kube
+
+                read = kube.read_secret_key
+            try:
+                value = (await read(ref.namespace, ref.name, ref.key)).strip()
+            except Exception as error:  # noqa: BLE001 - any failure means "cannot authenticate now"
+                raise TokenUnavailable(f"cannot read Secret {ref.namespace}/{ref.name} key {ref.key}: "
+                                       f"{type(error).__name__}") from None
+            self._cached = (now, value)
+        if not value:
+            raise TokenUnavailable("the configured token is empty")
+        return value
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    return web.json_response({"status": "error", "error": message}, status=status, headers=headers or None)
+
+
+def _bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        return None
+    return credentials.strip()
+
+
+def build_app(settings: dom.AlertSettings, tokens: TokenSource, handle: Handler) -> web.Application:
+    max_bytes = settings.max_body_bytes
+
+    async def receive(request: web.Request) -> web.Response:
+        presented = _bearer(request)
+        if presented is None:
+            return _error(401, "missing bearer token (Authorization: Bearer <token>)",
+                          **{"WWW-Authenticate": 'Bearer realm="incident-operator"'})
+        try:
+            expected = await tokens.token()
+        except TokenUnavailable as error:
+            log.error(f"Alertmanager receiver cannot authenticate: {error}")
+            return _error(503, "the receiver's token is unavailable; try again later", **{"Retry-After": "10"})
+        if not hmac.compare_digest(presented.encode(), expected.encode()):
+            return _error(401, "invalid bearer token",
+                          **{"WWW-Authenticate": 'Bearer realm="incident-operator", error="invalid_token"'})
+        if request.content_type != "application/json":
+            return _error(415, f"Content-Type must be application/json, got {request.content_type or 'none'}")
+        if request.content_length is not None and request.content_length > max_bytes:
+            return _error(413, f"body of {request.content_length} bytes exceeds maxBodyBytes {max_bytes}")
+        body = bytearray()
+        async for chunk in request.content.iter_chunked(CHUNK):
+            body += chunk
+            if len(body) > max_bytes:
+                return _error(413, f"body exceeds maxBodyBytes {max_bytes}")
+        try:
+            data = json.loads(bytes(body))
+        except ValueError as error:
+            return _error(400, f"malformed JSON: {error}")
+        try:
+            notification = dom.parse_notification(data)
+        except dom.InvalidNotification as error:
+            return _error(400, f"not an Alertmanager webhook notification: {error}")
+        try:
+            result = await handle(notification)
+        except Exception as error:  # noqa: BLE001 - Alertmanager retries a 5xx
+            log.exception(f"Recording the Alertmanager notification for group {notification.group_key} failed")
+            return _error(503, f"could not record the notification ({type(error).__name__}); retry",
+                          **{"Retry-After": "5"})
+        to_json = getattr(result, "to_json", None)
+        return web.json_response(to_json() if to_json else {"status": "ok"})
+
+    app = web.Application(client_max_size=max_bytes)
+    app.router.add_post(settings.path, receive)
+    return app
+
+
+async def start_receiver(settings: dom.AlertSettings, tokens: TokenSource, handle: Handler,
+                         host: str = "0.0.0.0") -> web.AppRunner:
+    runner = web.AppRunner(build_app(settings, tokens, handle), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host=host, port=settings.port).start()
+    log.info(f"Alertmanager receiver listening on {host}:{settings.port}{settings.path}")
+    return runner
