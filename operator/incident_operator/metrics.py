@@ -41,6 +41,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .domain.priority import effective_priority
+
 PRIORITIES = ("P1", "P2", "P3", "P4")
 OPEN_STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated", "Resolved")
 SOURCES = ("Manual", "DetectionRule", "Alertmanager")
@@ -114,8 +116,6 @@ class IndexEntry:
 
 def index_entry(spec: Mapping[str, Any] | None, status: Mapping[str, Any] | None) -> tuple[tuple[str, str], IndexEntry]:
     """The ``incident_states`` index item of one incident (pure; the handler module wraps it)."""
-    from .domain.priority import effective_priority
-
     spec, status = spec or {}, status or {}
     try:
         priority = effective_priority(spec.get("priority"), spec.get("impact"), spec.get("urgency"))

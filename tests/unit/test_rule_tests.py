@@ -156,16 +156,16 @@ def test_baseline_rule_warms_up_then_fires_on_a_burst(tmp_path):
               incident={"title": "{{ labels.topic }}: {{ value | int }} vs {{ baseline | int }}"})
     path = write_tests(tmp_path, """
         - name: a burst during warm-up is not judged
-          input_series: [{series: '{topic="billing"}', values: "10x20 150x3 10x10"}]
+          input_series: [{series: '{topic="billing"}', values: "10x20 1000x3 10x10"}]
           expected_incidents: [{at: 2h, incidents: []}]
         - name: after warm-up (72 reference windows) the burst opens an incident
-          input_series: [{series: '{topic="billing"}', values: "10x90 150x3 10x10"}]
+          input_series: [{series: '{topic="billing"}', values: "10x90 1000x3 10x10"}]
           expected_incidents:
-            - at: 7h35m           # 200 in 30 minutes: not yet over the threshold (208)
+            - at: 7h30m
               incidents: []
-            - at: 7h40m
+            - at: 7h35m           # the 30-minute count: 1000 + 5 x 10, against a baseline of 6 x 10
               labels: {topic: billing}
-              title: "billing: 340 vs 60"
+              title: "billing: 1050 vs 60"
               priority: P1            # the helper's bands: 50+ is P1
     """, rules="base.yaml")
     assert run(path) == 0

@@ -6,6 +6,7 @@ that a test changes at will, e.g. a baseline then a spike.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,12 +21,15 @@ class TicketExporter:
         self._rates: dict[str, float] = dict(rates or {})
         self._counts: dict[str, float] = {topic: 0.0 for topic in self._rates}
         self._lock = threading.Lock()
+        # When Prometheus scraped us (monotonic clock is not comparable across processes: wall clock).
+        self.scrape_times: "collections.deque[float]" = collections.deque(maxlen=10_000)
         self._tick = tick
         self._stop = threading.Event()
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
+                exporter.scrape_times.append(time.time())
                 body = exporter.render().encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")

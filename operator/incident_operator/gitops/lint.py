@@ -37,8 +37,6 @@ WARNING = "warning"
 YAML_SUFFIXES = (".yaml", ".yml")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
-# What the engine fetches as history at most (services/detection.py MAX_HISTORY_POINTS).
-MAX_HISTORY_POINTS = 300
 
 
 @dataclass(frozen=True)
@@ -253,7 +251,10 @@ class Linter:
                 ok = False
         else:
             ok = False
-        detector_spec = spec.get("detector") or DEFAULT_DETECTOR_SPEC
+        detector_spec = dict(spec.get("detector") or DEFAULT_DETECTOR_SPEC)
+        if isinstance(detector_spec.get("baseline"), dict) and "step" in detector_spec["baseline"]:
+            # the history step belongs to the rule (parse_rule takes it out before building the detector)
+            detector_spec["baseline"] = {k: v for k, v in detector_spec["baseline"].items() if k != "step"}
         if clean("spec", "detector") and ("spec",) not in broken:
             try:
                 build_detector(detector_spec)
@@ -342,6 +343,7 @@ def _duration(seconds: float) -> str:
 def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFacts, add) -> None:
     """Rules the API server accepts but that cannot do what they say."""
     interval, for_s, cooldown = rule.interval_s, rule.for_s, rule.cooldown_s
+    step = float(getattr(rule, "step_s", 0.0) or interval)  # spacing of the history the detector learns from
     detector = rule.detector
 
     # `for` longer than the cooldown: the cooldown can never merge a returning spike.
@@ -363,12 +365,14 @@ def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFac
                                       f"{shortest}: each evaluation sees only the last {shortest[1:-1]} of every "
                                       f"{_duration(interval)}, so tickets in between are never counted; use a window "
                                       f">= the interval (or a shorter interval)")
-        elif isinstance(detector, BaselineDetector) and longest_s > interval:
-            add(("spec", "query"), f"spec.query: the baseline detector sums windowPoints={detector.window_points} consecutive "
-                                   f"values as separate counts, but the query's window {longest} is longer than "
-                                   f"spec.interval ({_duration(interval)}): consecutive values overlap and each ticket "
-                                   f"is counted {longest_s / interval:g} times; use a window equal to the interval",
-                WARNING)
+        elif isinstance(detector, BaselineDetector) and longest_s != step:
+            if longest_s > step:
+                effect = (f"consecutive values overlap and each ticket is counted {longest_s / step:g} times")
+            else:
+                effect = f"tickets in the {_duration(step - longest_s)} between two samples are never counted"
+            add(("spec", "query"), f"spec.query: the baseline detector sums windowPoints={detector.window_points} "
+                                   f"values {_duration(step)} apart (its history step) as separate counts, but the "
+                                   f"query's window is {longest}: {effect}; use a [{_duration(step)}] window", WARNING)
     elif facts.bare_counters:
         add(("spec", "query"), f"spec.query reads the counter {facts.bare_counters[0]} without rate() or increase(): "
                                "a counter only grows, so its raw value says nothing about a spike; use e.g. "
@@ -389,13 +393,17 @@ def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFac
                 f"second ({value * 600:g} in 10 minutes); for \"{value:g} tickets in {window[1:-1]}\" use "
                 f"increase(...{window})", WARNING)
     if isinstance(detector, BaselineDetector):
-        fetched = min(max(detector.history_points, 30), MAX_HISTORY_POINTS)
-        reachable = min(detector.trailing_points, fetched - 2 * detector.window_points + 2)
-        if detector.min_reference_points > reachable:
+        from .ruletest import _max_history_points
+
+        limit = _max_history_points()
+        fetched = min(max(detector.history_points, 30), limit)
+        trailing = max(min(detector.trailing_points, fetched - 2 * detector.window_points + 2), 0)
+        seasonal = detector.seasonal_days * (2 * detector.seasonal_half_width_points + 1)
+        if detector.min_reference_points > trailing + seasonal:
             add(("spec", "detector"), f"spec.detector.baseline.minReferencePoints ({detector.min_reference_points}) can "
-                                      f"never be reached: the operator fetches at most {MAX_HISTORY_POINTS} past "
-                                      f"values, which give {max(reachable, 0)} reference windows; the rule would never "
-                                      "fire")
+                                      f"never be reached: the operator fetches at most {limit} recent values, which "
+                                      f"give {trailing} reference windows (plus {seasonal} from previous days); the "
+                                      "rule would never fire")
 
     # Group labels the query drops: every series would land in one group.
     if rule.group_labels and facts.output_labels is not None:

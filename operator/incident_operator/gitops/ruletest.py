@@ -151,16 +151,37 @@ class Replay:
 
 def replay(rule: dom.RuleSpec, series: Sequence[tuple[dict[str, str], list[float | None]]],
            changes: Sequence[Mapping[str, Any]] = ()) -> Replay:
-    """Evaluates ``rule`` once per input point, exactly as the engine does, and records the incidents."""
+    """Evaluates ``rule`` once per input point, exactly as the engine does, and records the incidents.
+
+    The engine's range queries (the recent history at the rule's history step, and for the baseline
+    the same time on previous days) read the query's output at past times: here, the input value
+    of the latest evaluation at or before each such time (none before the first value).
+    """
     steps = max((len(values) for _, values in series), default=0)
     interval = rule.interval_s
-    fetch = min(max(rule.history_points, 30), MAX_HISTORY_POINTS)
+    step = float(getattr(rule, "step_s", 0.0) or interval)
+    fetch = min(max(rule.history_points, 30), _max_history_points())
+    windows = tuple(getattr(rule, "seasonal_windows", ()) or ())
     groups: list[dict[str, Any]] = []
     incidents: dict[str, SimIncident] = {}
-    points: dict[str, list[tuple[float, float]]] = {}  # fingerprint -> (time, value) of every past evaluation
+    past: dict[str, dict[int, float]] = {}  # fingerprint -> evaluation index -> value (the query's output)
     pending = sorted(changes, key=lambda c: c["at"])
     snapshots: list[dict[str, SimIncident]] = []
     trace: list[TraceRow] = []
+
+    def value_at(fp: str, moment: float) -> float | None:
+        index = math.floor((moment - START) / interval + 1e-9)
+        return past[fp].get(index) if index >= 0 else None
+
+    def fetch_range(fp: str, start: float, end: float) -> list[tuple[float, float]]:
+        out, moment = [], start
+        while moment <= end + 1e-9:
+            value = value_at(fp, moment)
+            if value is not None:
+                out.append((moment, value))
+            moment += step
+        return out
+
     for index in range(steps):
         now = START + index * interval
         while pending and START + pending[0]["at"] <= now:
@@ -168,26 +189,47 @@ def replay(rule: dom.RuleSpec, series: Sequence[tuple[dict[str, str], list[float
         samples = [(dict(labels), float(values[index])) for labels, values in series
                    if index < len(values) and values[index] is not None]
         histories: dict[str, list[tuple[float, float]]] = {}
+        seasonals: dict[str, list[list[float]]] = {}
         if samples:  # the engine only range-queries when the instant query returned something
-            oldest = now - fetch * interval - 1e-6
-            for fp, past in points.items():
-                histories[fp] = [(t, v) for t, v in past if oldest < t < now]
+            for fp in past:
+                points = fetch_range(fp, now - fetch * step, now - step / 2)
+                if points:
+                    histories[fp] = points
+            anchor = math.floor(now / step) * step
+            for k, window in enumerate(windows):
+                for fp in past:
+                    values = fetch_range(fp, anchor - window.lag_s - window.points_before * step,
+                                         anchor - window.lag_s + window.points_after * step)
+                    if values:
+                        seasonals.setdefault(fp, [[] for _ in windows])[k] = [v for _, v in values]
         names = {g.get("incident") for g in groups if g.get("incident")}
         views = {name: incidents[name].view() for name in names if name in incidents}
-        plan = dom.plan_evaluation(rule, groups, samples, histories, views, now)
+        if windows:
+            plan = dom.plan_evaluation(rule, groups, samples, histories, views, now, seasonals)
+        else:
+            plan = dom.plan_evaluation(rule, groups, samples, histories, views, now)
         done: dict[str, list[str]] = {}
         for action in plan.actions:
             done.setdefault(action.fingerprint, []).append(_carry_out(rule, action, incidents, now))
         groups = plan.groups
+        trace.extend(_trace_rows(rule, now, samples, histories, seasonals, groups, done))
         for labels, value in samples:
             fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
-            points.setdefault(fp, []).append((now, value))
-        trace.extend(_trace_rows(rule, now, samples, histories, groups, done))
+            slot = past.setdefault(fp, {})
+            slot[index] = max(value, slot.get(index, value))  # several series, one group: the larger
         snapshots.append(copy.deepcopy(incidents))
     return Replay(interval_s=interval, snapshots=snapshots, trace=trace)
 
 
-def _trace_rows(rule: dom.RuleSpec, now: float, samples, histories, groups, done) -> list[TraceRow]:
+def _max_history_points() -> int:
+    try:
+        from ..services.detection import MAX_HISTORY_POINTS as engine_limit
+    except Exception:  # noqa: BLE001 - the engine's I/O dependencies are optional here
+        return MAX_HISTORY_POINTS
+    return int(engine_limit)
+
+
+def _trace_rows(rule: dom.RuleSpec, now: float, samples, histories, seasonals, groups, done) -> list[TraceRow]:
     """One row per group seen or tracked at this evaluation (for --trace)."""
     records = {g["fingerprint"]: g for g in groups}
     rows: list[TraceRow] = []
@@ -199,7 +241,7 @@ def _trace_rows(rule: dom.RuleSpec, now: float, samples, histories, groups, done
             continue
         seen.add(fp)
         history = [v for t, v in histories.get(fp, ()) if t < now][-rule.history_points:]
-        verdict = rule.detector.evaluate(value, history)  # what plan_evaluation computed, for display
+        verdict = rule.detector.evaluate(value, history, list(seasonals.get(fp, ())))  # as plan_evaluation did
         state = (records.get(fp) or {}).get("episodeState") or {}
         rows.append(TraceRow(now, group, verdict.value, verdict.threshold, verdict.firing,
                              state.get("phase", "Inactive"), done.get(fp, [])))
@@ -390,6 +432,10 @@ def _load_test(path: Path, doc: Document, index: int, raw: Any, rules, namespace
         if interval <= 0:
             raise TestFileError(f"{at('interval')}: interval must be greater than zero")
         rule = replace(rule, interval_s=interval)
+        history_step = float(getattr(rule, "history_step_s", 0.0) or 0.0)
+        if history_step and history_step < interval:
+            raise TestFileError(f"{at('interval')}: interval {_offset(interval)} is longer than the baseline's "
+                                f"history step ({_offset(history_step)}); the operator refuses such a rule")
 
     series: list[tuple[dict[str, str], list[float | None]]] = []
     inputs = raw.get("input_series")

@@ -83,6 +83,7 @@ async def evaluator(body, memo, stopped, logger, detected_incidents: kopf.Index,
     memo.wakeup = wakeup = asyncio.Event()
     meta = dict(body["metadata"])
     current: dict[str, Any] | None = dict(body)
+    next_tick: float | None = None  # monotonic time of the next scheduled evaluation
     while not stopped:
         if current is None:
             current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
@@ -100,8 +101,15 @@ async def evaluator(body, memo, stopped, logger, detected_incidents: kopf.Index,
                 current = None  # lost a race or the spec changed: re-read and evaluate again now
                 continue
             current = result.rule_body
-            delay = max(rule.interval_s - result.duration, 0.0)
+            # Aim at absolute ticks so the time spent querying and writing does not add drift; after
+            # a stall longer than an interval, start again from now rather than bursting.
+            now = time.monotonic()
+            next_tick = (next_tick or now - result.duration) + rule.interval_s
+            if next_tick < now:
+                next_tick = now
+            delay = next_tick - now
         wakeup.clear()
         await sleep_until_woken(wakeup, stopped, delay)
         if wakeup.is_set():
             current = None
+            next_tick = None

@@ -28,7 +28,7 @@ from ..domain import detection as dom
 from ..domain.alerts import SERVICE_LABEL
 from ..domain.conditions import set_condition
 from ..domain.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
-from ..domain.timeutil import format_time, parse_time
+from ..domain.timeutil import format_time, format_time_precise, parse_time
 from . import alerts as correlation
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
 
     status = dict(rule_body.get("status") or {})
     generation = rule_body["metadata"].get("generation")
-    status["lastEvaluationTime"] = format_time(now_dt)
+    status["lastEvaluationTime"] = format_time_precise(now_dt)
     status["lastEvaluationDuration"] = f"{duration:.3f}s"
     status["observedGeneration"] = generation
     conditions = status.get("conditions")
