@@ -114,11 +114,12 @@ def duration_panel(name: str, title: str, formula: str) -> bargauge.Panel:
         "reached that point within the range (open incidents are not in it until they do). "
         "Percentiles are interpolated within histogram buckets.",
         query(f"sum by (priority) (increase({metric}_sum{sel}[$__range]))"
-              f" / (sum by (priority) (increase({metric}_count{sel}[$__range])) > 0)", "{{priority}} mean", "A"),
-        query(f"histogram_quantile(0.5, sum by (le, priority) (increase({metric}_bucket{sel}[$__range]))) >= 0",
-              "{{priority}} p50", "B"),
-        query(f"histogram_quantile(0.9, sum by (le, priority) (increase({metric}_bucket{sel}[$__range]))) >= 0",
-              "{{priority}} p90", "C"),
+              f" / (sum by (priority) (increase({metric}_count{sel}[$__range])) > 0)",
+              "{{priority}} mean", "A"),
+        query(f"histogram_quantile(0.5, sum by (le, priority) (increase({metric}_bucket{sel}[$__range])))"
+              " >= 0", "{{priority}} p50", "B"),
+        query(f"histogram_quantile(0.9, sum by (le, priority) (increase({metric}_bucket{sel}[$__range])))"
+              " >= 0", "{{priority}} p90", "C"),
         unit="s", width=12, decimals=0)
 
 
@@ -159,18 +160,22 @@ def build() -> dashboard.Dashboard:
 
     board = board.with_row(dashboard.Row("Right now"))
     board = board.with_panel(stat_panel(
-        "Open incidents", "Incidents not yet Resolved or Closed (from the cluster, rebuilt at operator start).",
+        "Open incidents",
+        "Incidents not yet Resolved or Closed (from the cluster, rebuilt at operator start).",
         query(f'sum(incidents_open{{{JOB}, {PRIO}, state!="Resolved"}})'), width=4,
         steps=((None, "green"), (1, "orange"))))
     board = board.with_panel(stat_panel(
-        "Unacknowledged past deadline", "Incidents still Triggered after their response deadline, by priority.",
+        "Unacknowledged past deadline",
+        "Incidents still Triggered after their response deadline, by priority.",
         query(f"sum by (priority) (incident_unacknowledged_breached{p})", "{{priority}}"), width=6,
         steps=((None, "green"), (1, "red"))))
     board = board.with_panel(stat_panel(
-        "Open review action items", "Post-incident review action items not done yet (Closed incidents included).",
+        "Open review action items",
+        "Post-incident review action items not done yet (Closed incidents included).",
         query(f"sum(incident_action_items_open{p})"), width=4, steps=((None, "green"), (10, "orange"))))
     board = board.with_panel(bar_panel(
-        "Open incidents by priority and state", "Every incident that is not Closed; Resolved ones are watched "
+        "Open incidents by priority and state",
+        "Every incident that is not Closed; Resolved ones are watched "
         "for a relapse during the recovery window.",
         query(f"sum by (priority, state) (incidents_open{p}) > 0", "{{priority}} {{state}}"), width=10))
     board = board.with_panel(series_panel(
@@ -189,7 +194,8 @@ def build() -> dashboard.Dashboard:
     board = board.with_panel(stat_panel(
         "Response deadline breaches", "Response deadlines that passed without acknowledgement, by priority. "
         "Breach rate = breaches / incidents opened.",
-        query(f"sum by (priority) (increase(incident_deadline_breaches_total{p}[$__range]))", "{{priority}}", "A"),
+        query(f"sum by (priority) (increase(incident_deadline_breaches_total{p}[$__range]))",
+              "{{priority}}", "A"),
         query(f"sum(increase(incident_deadline_breaches_total{p}[$__range]))"
               f" / sum(increase(incidents_opened_total{p}[$__range]))", "breach rate", "B"),
         decimals=2, steps=((None, "green"), (1, "orange"))))
@@ -198,12 +204,14 @@ def build() -> dashboard.Dashboard:
         query(f"sum by (level) (increase(incident_escalations_total{p}[$__range]))", "level {{level}}"),
         decimals=0))
     board = board.with_panel(stat_panel(
-        "First-contact resolution", "FCR = incidents Closed with no escalation and no reopen / incidents Closed "
+        "First-contact resolution",
+        "FCR = incidents Closed with no escalation and no reopen / incidents Closed "
         "(judged at Closed, when it can no longer change).",
         query(f'sum(increase(incidents_resolved_total{{{JOB}, {PRIO}, first_contact="true"}}[$__range]))'
               f" / sum(increase(incidents_resolved_total{p}[$__range]))", "all", "A"),
-        query(f'sum by (priority) (increase(incidents_resolved_total{{{JOB}, {PRIO}, first_contact="true"}}[$__range]))'
-              f" / (sum by (priority) (increase(incidents_resolved_total{p}[$__range])) > 0)", "{{priority}}", "B"),
+        query(f'sum by (priority) (increase(incidents_resolved_total{{{JOB}, {PRIO}, first_contact="true"}}'
+              f"[$__range])) / (sum by (priority) (increase(incidents_resolved_total{p}[$__range])) > 0)",
+              "{{priority}}", "B"),
         unit="percentunit", decimals=0))
     board = board.with_panel(stat_panel(
         "Recurrence", "Recurrence rate = incidents whose group had an earlier incident "
@@ -223,16 +231,19 @@ def build() -> dashboard.Dashboard:
     board = board.with_row(dashboard.Row("Detection and operator health"))
     board = board.with_panel(series_panel(
         "Rule evaluations", "DetectionRule evaluations per second, and failures by reason.",
-        query(f"sum(rate(detection_rule_evaluations_total{j}[$__rate_interval]))", "evaluations", "A", instant=False),
+        query(f"sum(rate(detection_rule_evaluations_total{j}[$__rate_interval]))", "evaluations", "A",
+              instant=False),
         query(f"sum by (reason) (rate(detection_rule_evaluation_errors_total{j}[$__rate_interval]))",
               "errors: {{reason}}", "B", instant=False),
         unit="ops"))
     board = board.with_panel(series_panel(
         "Rule evaluation duration", "How long one DetectionRule evaluation takes (queries included).",
-        query(f"histogram_quantile(0.5, sum by (le) (rate(detection_rule_evaluation_duration_seconds_bucket{j}"
-              "[$__rate_interval])))", "p50", "A", instant=False),
-        query(f"histogram_quantile(0.9, sum by (le) (rate(detection_rule_evaluation_duration_seconds_bucket{j}"
-              "[$__rate_interval])))", "p90", "B", instant=False),
+        query("histogram_quantile(0.5, sum by (le) (rate("
+              f"detection_rule_evaluation_duration_seconds_bucket{j}[$__rate_interval])))", "p50", "A",
+              instant=False),
+        query("histogram_quantile(0.9, sum by (le) (rate("
+              f"detection_rule_evaluation_duration_seconds_bucket{j}[$__rate_interval])))", "p90", "B",
+              instant=False),
         unit="s"))
     board = board.with_panel(stat_panel(
         "Since last successful evaluation", "Time since any DetectionRule last evaluated successfully "
@@ -294,7 +305,8 @@ def render() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="fail when a generated file is out of date")
     args = parser.parse_args(argv)
     stale = []
@@ -309,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text)
             print(f"wrote {path.relative_to(REPO)}")
     if stale:
-        print("out of date (run python dashboards/generate.py): " + ", ".join(map(str, stale)), file=sys.stderr)
+        print("out of date (run python dashboards/generate.py): " + ", ".join(map(str, stale)),
+              file=sys.stderr)
         return 1
     return 0
 

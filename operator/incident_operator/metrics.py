@@ -114,7 +114,8 @@ class IndexEntry:
     response_deadline: float | None = None  # epoch seconds
 
 
-def index_entry(spec: Mapping[str, Any] | None, status: Mapping[str, Any] | None) -> tuple[tuple[str, str], IndexEntry]:
+def index_entry(spec: Mapping[str, Any] | None,
+                status: Mapping[str, Any] | None) -> tuple[tuple[str, str], IndexEntry]:
     """The ``incident_states`` index item of one incident (pure; the handler module wraps it)."""
     spec, status = spec or {}, status or {}
     try:
@@ -154,25 +155,21 @@ class IndexCollector(Collector):
                 if state == "Closed":
                     continue
                 open_by[(priority, state)] = open_by.get((priority, state), 0) + 1
-                if entry.unacknowledged and entry.response_deadline is not None and entry.response_deadline <= now:
+                deadline = entry.response_deadline
+                if entry.unacknowledged and deadline is not None and deadline <= now:
                     breached[priority] = breached.get(priority, 0) + 1
-        family = GaugeMetricFamily("incidents_open", "Incidents not Closed, by priority and lifecycle state "
-                                   "(Resolved ones are still watched for a relapse).", labels=["priority", "state"])
-        for (priority, state), count in sorted(open_by.items()):
-            family.add_metric([priority, state], count)
-        yield family
-        family = GaugeMetricFamily("incident_unacknowledged_breached",
-                                   "Open incidents still Triggered (not acknowledged) past their response deadline.",
-                                   labels=["priority"])
-        for priority, count in sorted(breached.items()):
-            family.add_metric([priority], count)
-        yield family
-        family = GaugeMetricFamily("incident_action_items_open",
-                                   "Post-incident review action items not done, over all incidents (Closed included).",
-                                   labels=["priority"])
-        for priority, count in sorted(items.items()):
-            family.add_metric([priority], count)
-        yield family
+        for name, what, labels, values in (
+            ("incidents_open", "Incidents not Closed, by priority and lifecycle state (Resolved ones are "
+             "still watched for a relapse).", ["priority", "state"], open_by),
+            ("incident_unacknowledged_breached", "Open incidents still Triggered (not acknowledged) past "
+             "their response deadline.", ["priority"], breached),
+            ("incident_action_items_open", "Post-incident review action items not done, over all incidents "
+             "(Closed included).", ["priority"], items),
+        ):
+            family = GaugeMetricFamily(name, what, labels=labels)
+            for key, count in sorted(values.items()):
+                family.add_metric(list(key) if isinstance(key, tuple) else [key], count)
+            yield family
 
 
 class _DetectionCollector(Collector):
@@ -190,7 +187,8 @@ class _DetectionCollector(Collector):
             return
         family = GaugeMetricFamily(
             "detection_rule_last_success_timestamp_seconds",
-            "Unix time of the most recent successful DetectionRule evaluation (any rule; absent until one succeeds).")
+            "Unix time of the most recent successful DetectionRule evaluation (any rule; absent until "
+            "one succeeds).")
         family.add_metric([], last)
         yield family
 
@@ -220,40 +218,48 @@ class IncidentMetrics:
         def duration(name: str, what: str) -> Histogram:
             return Histogram(name, what, ["priority", "service"], buckets=DURATION_BUCKETS, registry=r)
 
-        self.time_to_detect = duration("incident_time_to_detect_seconds",
-                                       "Seconds from impact start to detection (detectedAt - startedAt).")
-        self.time_to_acknowledge = duration("incident_time_to_acknowledge_seconds",
-                                            "Seconds from detection to first acknowledgement (acknowledgedAt - detectedAt).")
-        self.time_to_mitigate = duration("incident_time_to_mitigate_seconds",
-                                         "Seconds from impact start to first mitigation (mitigatedAt - startedAt).")
-        self.time_to_resolve = duration("incident_time_to_resolve_seconds",
-                                        "Seconds from impact start to first resolution (resolvedAt - startedAt).")
-        self.opened = Counter("incidents_opened", "Incidents opened.", ["priority", "service", "source"], registry=r)
-        self.breaches = Counter("incident_deadline_breaches", "Response deadlines passed without acknowledgement.",
-                                ["priority"], registry=r)
-        self.escalations = Counter("incident_escalations", "Escalation levels reached.", ["priority", "level"],
-                                   registry=r)
-        self.reopens = Counter("incident_reopens", "Resolved or Closed incidents reopened (regressions).",
-                               ["priority"], registry=r)
-        self.recurrences = Counter("incident_recurrences",
-                                   "Incidents opened for a group that had an earlier incident (signal.previousIncident).",
-                                   ["priority"], registry=r)
-        self.resolved = Counter("incidents_resolved",
-                                "Incidents closed, by whether they were resolved at first contact "
-                                "(no escalation, no reopen).", ["priority", "first_contact"], registry=r)
-        self.csat_score = Histogram("incident_csat_score", "CSAT score (1-5) of each Closed incident that has one.",
+        def counter(name: str, what: str, *labels: str) -> Counter:
+            return Counter(name, what, list(labels), registry=r)
+
+        self.time_to_detect = duration(
+            "incident_time_to_detect_seconds",
+            "Seconds from impact start to detection (detectedAt - startedAt).")
+        self.time_to_acknowledge = duration(
+            "incident_time_to_acknowledge_seconds",
+            "Seconds from detection to first acknowledgement (acknowledgedAt - detectedAt).")
+        self.time_to_mitigate = duration(
+            "incident_time_to_mitigate_seconds",
+            "Seconds from impact start to first mitigation (mitigatedAt - startedAt).")
+        self.time_to_resolve = duration(
+            "incident_time_to_resolve_seconds",
+            "Seconds from impact start to first resolution (resolvedAt - startedAt).")
+        self.opened = counter("incidents_opened", "Incidents opened.", "priority", "service", "source")
+        self.breaches = counter("incident_deadline_breaches",
+                                "Response deadlines passed without acknowledgement.", "priority")
+        self.escalations = counter("incident_escalations", "Escalation levels reached.", "priority", "level")
+        self.reopens = counter("incident_reopens", "Resolved or Closed incidents reopened (regressions).",
+                               "priority")
+        self.recurrences = counter(
+            "incident_recurrences",
+            "Incidents opened for a group that had an earlier incident (status.signal.previousIncident).",
+            "priority")
+        self.resolved = counter(
+            "incidents_resolved",
+            "Incidents Closed, by whether they were resolved at first contact (no escalation, no reopen).",
+            "priority", "first_contact")
+        self.csat_score = Histogram("incident_csat_score",
+                                    "CSAT score (1-5) of each Closed incident with one.",
                                     ["priority"], buckets=CSAT_BUCKETS, registry=r)
-        self.csat_responses = Counter("incident_csat_responses", "Survey responses behind the CSAT scores.",
-                                      ["priority"], registry=r)
+        self.csat_responses = counter("incident_csat_responses", "Survey responses behind the CSAT scores.",
+                                      "priority")
         self.evaluation_duration = Histogram("detection_rule_evaluation_duration_seconds",
                                              "Seconds one DetectionRule evaluation took (queries included).",
                                              buckets=EVALUATION_BUCKETS, registry=r)
-        self.evaluations = Counter("detection_rule_evaluations", "DetectionRule evaluations, failed or not.",
-                                   registry=r)
-        self.evaluation_errors = Counter("detection_rule_evaluation_errors", "Failed DetectionRule evaluations.",
-                                         ["reason"], registry=r)
-        self.build_info = Gauge("incident_operator_build_info", "Always 1; the version is a label.", ["version"],
-                                registry=r)
+        self.evaluations = counter("detection_rule_evaluations", "DetectionRule evaluations, failed or not.")
+        self.evaluation_errors = counter("detection_rule_evaluation_errors",
+                                         "Failed DetectionRule evaluations.", "reason")
+        self.build_info = Gauge("incident_operator_build_info", "Always 1; the version is a label.",
+                                ["version"], registry=r)
         self.build_info.labels(version or _version()).set(1)
         r.register(_DetectionCollector(self))
         if index_source is not None:
@@ -315,7 +321,8 @@ class IncidentMetrics:
                 attribute, end, start = DURATIONS[name]
                 seconds = duration_between(status, end, start)
                 if seconds is not None:
-                    self._apply(getattr(self, attribute), (priority, service), lambda c, s=seconds: c.observe(s))
+                    self._apply(getattr(self, attribute), (priority, service),
+                                lambda c, s=seconds: c.observe(s))
             elif name == "opened":
                 source = str(status.get("source") or "Manual")
                 self._apply(self.opened, (priority, service, source if source in SOURCES else "Other"),

@@ -139,7 +139,6 @@ def test_errors_are_one_clear_line(kubectl, namespace, plugin, tmp_path):
     assert empty.stderr.strip() == "No incidents found in namespace no-incidents-here."
 
     port = free_port()
-    config = yaml.safe_load(Path(os.environ.get("KUBECONFIG_UNUSED", "/dev/null")).read_text() or "{}") or {}
     config = {"apiVersion": "v1", "kind": "Config", "current-context": "gone",
               "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}",
                                                        "insecure-skip-tls-verify": True}}],

@@ -110,7 +110,8 @@ def rule(name: str, **spec) -> dict:
         "incident": {"title": "Spike of {{ labels.topic }} tickets"},
         **spec,
     }
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule", "metadata": {"name": name}, "spec": body}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule", "metadata": {"name": name},
+            "spec": body}
 
 
 def operator_config(prometheus) -> dict:
@@ -204,9 +205,10 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
     recurring = incident("recurring", priority="P4", service="checkout")
     recurring["metadata"]["annotations"] = {"incidents.buttercream.io/source": "DetectionRule"}
     kubectl.apply(recurring)
-    kubectl.apply(incident("cart-errors", priority="P3", service="checkout", owner="dave", state="Acknowledged",
-                           review={"actionItems": [{"title": "a", "owner": "dave"}, {"title": "b", "owner": "erin"},
-                                                   {"title": "c", "owner": "fay", "done": True}]}))
+    items = [{"title": "a", "owner": "dave"}, {"title": "b", "owner": "erin"},
+             {"title": "c", "owner": "fay", "done": True}]
+    kubectl.apply(incident("cart-errors", priority="P3", service="checkout", owner="dave",
+                           state="Acknowledged", review={"actionItems": items}))
 
     # P2 acknowledged ~3 s after detection.
     login = wait_status(kubectl, "login", lambda s: s.get("detectedAt"))
@@ -215,7 +217,8 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
     kubectl.patch("incident", "login", {"spec": {"state": "Acknowledged", "owner": "alice"}})
 
     # P1 breaches its 3 s deadline and escalates; the alerting gauge sees it while unacknowledged.
-    wait_status(kubectl, "checkout-down", lambda s: (s.get("escalation") or {}).get("level") == 1, what="level 1")
+    wait_status(kubectl, "checkout-down", lambda s: (s.get("escalation") or {}).get("level") == 1,
+                what="level 1")
     unacked = next(expr for title, _, expr in panels.queries if title == "Unacknowledged past deadline")
     wait_until(lambda: by(prometheus.query(substitute(unacked, 60)), "priority").get("P1") == 1, 20,
                what="P1 unacknowledged past deadline in Prometheus")
@@ -251,7 +254,8 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
                                             "resolved-fcr", "csat"), what="all observed")
     wait_status(kubectl, "slow-auth", observed("resolved-fcr"), what="FCR observed")
     wait_status(kubectl, "recurring", observed("recurrence"), what="recurrence observed")
-    statuses = {name: kubectl.get("incident", name)["status"] for name in ("login", "checkout-down", "slow-auth")}
+    statuses = {name: kubectl.get("incident", name)["status"]
+                for name in ("login", "checkout-down", "slow-auth")}
     assert statuses["slow-auth"]["metrics"]["observed"].count("resolve") == 1
 
     def seconds(status, end, start):
@@ -266,7 +270,8 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
     def durations(mean: dict) -> dict:
         """One duration panel: the mean within ``mean[priority]`` bounds; p50 and p90 within the
         histogram buckets holding those bounds (histogram_quantile interpolates inside a bucket)."""
-        checks = {"A": expect_between(legend="{{priority}} mean", **{f"{p} mean": b for p, b in mean.items()})}
+        checks = {"A": expect_between(legend="{{priority}} mean",
+                                      **{f"{p} mean": b for p, b in mean.items()})}
         for ref, q in (("B", "p50"), ("C", "p90")):
             checks[ref] = expect_between(legend="{{priority}} " + q, **{
                 f"{p} {q}": (bucket_floor(low), bucket_ceiling(high)) for p, (low, high) in mean.items()})
@@ -310,8 +315,10 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
         if after_restart:
             # cart-errors was resolved by the new process: P3 now averages two incidents.
             ttm["P3"] = mttr["P3"] = (0, 120)
-        for title, mean in (("MTTD: time to detect by priority", mttd), ("MTTA: time to acknowledge by priority", mtta),
-                            ("Time to mitigate by priority", ttm), ("MTTR: time to resolve by priority", mttr)):
+        for title, mean in (("MTTD: time to detect by priority", mttd),
+                            ("MTTA: time to acknowledge by priority", mtta),
+                            ("Time to mitigate by priority", ttm),
+                            ("MTTR: time to resolve by priority", mttr)):
             for ref, check in durations(mean).items():
                 expected[(title, ref)] = check
         return expected
@@ -326,7 +333,8 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
     # -- SIGKILL and a fresh process -----------------------------------------------------------------------
     before = scrape(operator.metrics_url)
     for priority, service in (("P2", "auth"), ("P1", "checkout"), ("P3", "auth")):
-        assert sample(before, "incident_time_to_resolve_seconds_count", priority=priority, service=service) == 1
+        assert sample(before, "incident_time_to_resolve_seconds_count",
+                      priority=priority, service=service) == 1
     operator.kill()
     replacement = start_operator(operator_config(prometheus), name="restarted")
     prometheus.add_target(target, f"127.0.0.1:{replacement.metrics_port}")
@@ -341,13 +349,16 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
     for priority, service in (("P2", "auth"), ("P1", "checkout"), ("P3", "auth"), ("P4", "checkout"),
                               ("P3", "checkout")):
         for name in ("detect", "acknowledge", "mitigate", "resolve"):
-            assert sample(after, f"incident_time_to_{name}_seconds_count", priority=priority, service=service) == 0, (
-                name, priority, service)
+            count = sample(after, f"incident_time_to_{name}_seconds_count",
+                           priority=priority, service=service)
+            assert count == 0, (name, priority, service)
         for source in ("Manual", "DetectionRule"):
-            assert sample(after, "incidents_opened_total", priority=priority, service=service, source=source) == 0
+            assert sample(after, "incidents_opened_total",
+                          priority=priority, service=service, source=source) == 0
     for priority in ("P1", "P2", "P3", "P4"):
-        for name in ("incident_deadline_breaches_total", "incident_reopens_total", "incident_recurrences_total",
-                     "incident_csat_score_count", "incident_csat_responses_total"):
+        for name in ("incident_deadline_breaches_total", "incident_reopens_total",
+                     "incident_recurrences_total", "incident_csat_score_count",
+                     "incident_csat_responses_total"):
             assert sample(after, name, priority=priority) == 0, (name, priority)
         for fcr in ("true", "false"):
             assert sample(after, "incidents_resolved_total", priority=priority, first_contact=fcr) == 0

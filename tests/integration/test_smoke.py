@@ -45,7 +45,21 @@ def test_example_incident_round_trips_and_operator_writes_status(kubectl, start_
     assert "P2" in table.splitlines()[1]
 
 
-def test_schema_violation_is_refused_with_422(kubectl):
+def test_schema_violation_is_refused_with_422(kubectl, kubeconfig, namespace):
+    from kubernetes import client, config as kube_config
+    from kubernetes.client.exceptions import ApiException
+
+    api = client.CustomObjectsApi(kube_config.new_client_from_config(str(kubeconfig)))
+    try:
+        api.create_namespaced_custom_object("incidents.buttercream.io", "v1alpha1", namespace, "incidents",
+                                            incident("bad-priority", priority="P9"))
+    except ApiException as refused:
+        import json
+
+        assert refused.status == 422
+        assert 'Unsupported value: "P9"' in json.loads(refused.body)["message"]
+    else:
+        raise AssertionError("the API server accepted priority P9")
     result = kubectl.apply(incident("bad-priority", priority="P9"), check=False)
     assert result.returncode != 0
     assert "Unsupported value: \"P9\"" in result.stderr

@@ -32,7 +32,8 @@ def dashboard() -> dict:
 
 
 def panel_exprs(board: dict) -> list[tuple[str, str]]:
-    return [(panel["title"], target["expr"]) for panel in board["panels"] for target in panel.get("targets") or []]
+    return [(panel["title"], target["expr"])
+            for panel in board["panels"] for target in panel.get("targets") or []]
 
 
 def substitute(expr: str) -> str:
@@ -58,13 +59,15 @@ def referenced_metrics(expr: str) -> set[str]:
 def test_committed_dashboard_and_manifests_are_what_the_script_generates():
     for path, text in generator().render().items():
         assert path.exists(), f"{path.relative_to(REPO)} missing: run python dashboards/generate.py"
-        assert path.read_text() == text, f"{path.relative_to(REPO)} is stale: run python dashboards/generate.py"
+        assert path.read_text() == text, (
+            f"{path.relative_to(REPO)} is stale: run python dashboards/generate.py")
 
 
 def test_dashboard_uses_the_datasource_variable_and_no_datasource_uid():
     board = dashboard()
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
     text = json.dumps(board)
     uids = set(re.findall(r'"uid": "([^"]*)"', text))
     assert uids == {"${datasource}", board["uid"]}

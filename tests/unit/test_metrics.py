@@ -73,18 +73,23 @@ def sink():
 # -- the lifecycle's observation logic ------------------------------------------------------------------
 
 def test_each_measurement_is_due_once_through_the_whole_lifecycle(sink):
-    inc = Stored(new_incident(priority="P2", service="auth", startedAt=format_time(T0 - timedelta(minutes=4))), sink)
+    started = format_time(T0 - timedelta(minutes=4))
+    inc = Stored(new_incident(priority="P2", service="auth", startedAt=started), sink)
     assert sorted(inc.sync(T0).observations) == ["detect", "opened"]
     assert inc.sync(T0 + timedelta(seconds=5)).observations == []
-    assert inc.change(T0 + timedelta(minutes=3), state="Acknowledged", owner="ann").observations == ["acknowledge"]
-    assert sorted(inc.change(T0 + timedelta(minutes=20), state="Resolved").observations) == ["mitigate", "resolve"]
-    assert inc.body["status"]["metrics"]["observed"] == ["acknowledge", "detect", "mitigate", "opened", "resolve"]
+    acked = inc.change(T0 + timedelta(minutes=3), state="Acknowledged", owner="ann")
+    assert acked.observations == ["acknowledge"]
+    resolved = inc.change(T0 + timedelta(minutes=20), state="Resolved")
+    assert sorted(resolved.observations) == ["mitigate", "resolve"]
+    assert inc.body["status"]["metrics"]["observed"] == [
+        "acknowledge", "detect", "mitigate", "opened", "resolve"]
 
     # A reopen re-arms nothing: the durations measure the first resolution.
     reopened = inc.change(T0 + timedelta(minutes=30), state="Investigating")
     assert reopened.reopened and reopened.observations == []
     assert inc.change(T0 + timedelta(minutes=40), state="Resolved").observations == []
-    closed = inc.change(T0 + timedelta(hours=2), state="Closed", review=REVIEW, csat={"score": 4, "responses": 7})
+    closed = inc.change(T0 + timedelta(hours=2), state="Closed", review=REVIEW,
+                        csat={"score": 4, "responses": 7})
     assert sorted(closed.observations) == ["csat", "resolved-fcr"]
     assert inc.sync(T0 + timedelta(hours=3)).observations == []
 
@@ -140,11 +145,13 @@ def test_recurrence_is_counted_once_even_when_the_signal_is_written_after_openin
     inc = Stored(new_incident(priority="P3"), sink)
     inc.body["metadata"]["annotations"] = {"incidents.buttercream.io/source": "DetectionRule"}
     assert "recurrence" not in inc.sync(T0).observations
-    inc.body["status"]["signal"] = {"fingerprint": "abc", "previousIncident": "ns/older"}  # the engine's write
+    # The detection engine's write, after the operator's first one:
+    inc.body["status"]["signal"] = {"fingerprint": "abc", "previousIncident": "ns/older"}
     assert inc.sync(T0 + timedelta(seconds=2)).observations == ["recurrence"]
     assert inc.sync(T0 + timedelta(seconds=3)).observations == []
     assert value(sink, "incident_recurrences_total", priority="P3") == 1
-    assert value(sink, "incidents_opened_total", priority="P3", service="unspecified", source="DetectionRule") == 1
+    assert value(sink, "incidents_opened_total", priority="P3", service="unspecified",
+                 source="DetectionRule") == 1
 
 
 def test_a_restarted_process_observes_nothing_already_observed(sink):
@@ -221,8 +228,8 @@ def test_index_entry_reads_priority_state_items_and_deadline():
         {"impact": "High", "urgency": "High", "state": "Triggered", "review": {}},
         {"openActionItems": 2, "responseDeadline": "2026-03-02T10:05:00.000Z"})
     assert key == ("P1", "Triggered")
-    assert entry == metrics.IndexEntry(open_action_items=2, unacknowledged=True,
-                                       response_deadline=datetime(2026, 3, 2, 10, 5, tzinfo=timezone.utc).timestamp())
+    deadline = datetime(2026, 3, 2, 10, 5, tzinfo=timezone.utc).timestamp()
+    assert entry == metrics.IndexEntry(open_action_items=2, unacknowledged=True, response_deadline=deadline)
     key, entry = metrics.index_entry({"priority": "P3", "state": "Closed"}, None)
     assert key == ("P3", "Closed") and not entry.unacknowledged and entry.response_deadline is None
 
@@ -230,7 +237,8 @@ def test_index_entry_reads_priority_state_items_and_deadline():
 def test_gauges_are_computed_from_the_index_at_scrape_time():
     clock = Clock(T0.timestamp())
     index = {}
-    sink = metrics.IncidentMetrics(CollectorRegistry(), index_source=lambda: index, clock=clock, version="test")
+    sink = metrics.IncidentMetrics(CollectorRegistry(), index_source=lambda: index, clock=clock,
+                                   version="test")
     deadline = (T0 + timedelta(minutes=5)).timestamp()
     index[("P1", "Triggered")] = [metrics.IndexEntry(0, True, deadline), metrics.IndexEntry(0, True, None)]
     index[("P1", "Acknowledged")] = [metrics.IndexEntry(1, False, deadline)]

@@ -145,10 +145,10 @@ class Linter:
             found.append(Finding(file, doc.line_of(full) if full else doc.line_of(base), message, severity,
                                  kind, name))
 
-        for path, line in doc.duplicates:
+        for path, line, first in doc.duplicates:
             if path[: len(base)] == tuple(base):
-                found.append(Finding(file, line, f"{format_path(path[len(base):])}: duplicate key (kubectl refuses "
-                                                 "the file; the last value would silently win elsewhere)",
+                found.append(Finding(file, line, f"{format_path(path[len(base):])}: duplicate key (also on line "
+                                                 f"{first}); kubectl silently keeps the last one: remove the other",
                                      ERROR, kind, name))
         crd = self.crds.get((api_version, kind))
         if crd is None:

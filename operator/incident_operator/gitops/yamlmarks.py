@@ -29,7 +29,7 @@ class Document:
     data: Any
     line: int  # first line of the document's content
     lines: dict[Path, int] = field(default_factory=dict)
-    duplicates: list[tuple[Path, int]] = field(default_factory=list)  # (path, line) of repeated keys
+    duplicates: list[tuple[Path, int, int]] = field(default_factory=list)  # (path, line, first line) of repeats
 
     def line_of(self, path: Path) -> int:
         """The line of ``path``, else of its nearest ancestor that is in the file, else the document's."""
@@ -55,7 +55,7 @@ def _record(node: yaml.Node, path: Path, doc: Document, seen: set[int]) -> None:
         return
     seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
-        keys: set[Any] = set()
+        keys: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if key is None or key == "<<":
@@ -63,8 +63,9 @@ def _record(node: yaml.Node, path: Path, doc: Document, seen: set[int]) -> None:
             child = path + (key,)
             line = key_node.start_mark.line + 1
             if key in keys:
-                doc.duplicates.append((child, line))
-            keys.add(key)
+                doc.duplicates.append((child, line, keys[key]))
+            else:
+                keys[key] = line
             doc.lines[child] = line
             _record(value_node, child, doc, seen)
     elif isinstance(node, yaml.SequenceNode):
