@@ -142,7 +142,7 @@ def test_real_alertmanager_opens_one_incident_records_recovery_and_a_ticket_spik
         assert entry["alertname"] == "CheckoutTicketsHigh" and entry["status"] == "firing"
         assert entry["groupKey"] and "endsAt" not in entry
         assert status["signal"]["firstSignal"] == "Alert"
-        assert ts(status["detectedAt"]) == ts(entry["startsAt"])
+        assert abs(ts(status["detectedAt"]) - ts(entry["startsAt"])) < timedelta(seconds=1)
         detected_at = status["detectedAt"]
 
         # 2. Repeat notifications (repeat_interval 3s) open nothing new and add nothing.
@@ -240,7 +240,8 @@ def test_same_group_updates_one_incident_resolves_reopens_and_never_reopens_a_cl
     token = token_file.read_text().strip()
     group = '{}/{severity=~"warning|critical"}:{alertname="ApiErrors", service="api"}'
     labels = {"alertname": "ApiErrors", "severity": "warning", "service": "api", "team": "core"}
-    t0 = datetime.now(timezone.utc) - timedelta(seconds=30)
+    start = datetime.now(timezone.utc)
+    t0, t1, t2, t3, t4 = (start - timedelta(seconds=s) for s in (50, 40, 30, 20, 10))
 
     # Not selected by any mapping: ignored, nothing opened.
     status, body = post(port, notification("{}:{x}", [alert("firing", {**labels, "severity": "info"}, t0)]), token)
@@ -261,18 +262,16 @@ def test_same_group_updates_one_incident_resolves_reopens_and_never_reopens_a_cl
     assert len(kubectl.list("incidents")) == 1
 
     # Resolved: recorded, and resolved since resolveOnResolved is on.
-    t1 = datetime.now(timezone.utc)
     status, body = post(port, notification(group, [alert("resolved", labels, t0, t1)]), token)
     assert status == 200
     obj = wait_until(lambda: (lambda o: o if o["status"].get("resolvedAt") else None)(kubectl.get("incident", name)),
                      20, what="resolved")
     assert obj["spec"]["state"] == "Resolved" and obj["spec"]["owner"] == "alertmanager"
     [entry] = obj["status"]["signal"]["alerts"]
-    assert entry["status"] == "resolved" and entry["endsAt"] == rfc3339(t1)[:19] + "Z"
+    assert entry["status"] == "resolved" and abs(ts(entry["endsAt"]) - t1) < timedelta(milliseconds=1)
     assert "AlertResolved" in timeline_types(obj)
 
     # A new firing of the group (a new startsAt) reopens it: a regression, not a new incident.
-    t2 = datetime.now(timezone.utc)
     status, body = post(port, notification(group, [alert("firing", labels, t2)]), token)
     assert status == 200 and body["incident"].endswith(name)
     obj = wait_until(lambda: (lambda o: o if o["status"].get("reopenCount") == 1 else None)(
@@ -281,7 +280,6 @@ def test_same_group_updates_one_incident_resolves_reopens_and_never_reopens_a_cl
     assert [a["status"] for a in obj["status"]["signal"]["alerts"]] == ["resolved", "firing"]
 
     # Resolved again, then a person closes it: a Closed incident is never touched again.
-    t3 = datetime.now(timezone.utc)
     post(port, notification(group, [alert("resolved", labels, t2, t3)]), token)
     wait_until(lambda: kubectl.get("incident", name)["spec"]["state"] == "Resolved", 20, what="resolved again")
     kubectl.patch("incident", name, {"spec": {"state": "Closed"}})
@@ -295,7 +293,6 @@ def test_same_group_updates_one_incident_resolves_reopens_and_never_reopens_a_cl
     assert len(kubectl.list("incidents")) == 1
 
     # A genuinely new firing of the group opens a new incident; the Closed one stays Closed.
-    t4 = datetime.now(timezone.utc)
     status, body = post(port, notification(group, [alert("firing", labels, t4)]), token)
     assert status == 200 and body["action"] == "opened", body
     second = body["incident"].split("/")[1]

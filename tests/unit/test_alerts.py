@@ -186,13 +186,13 @@ def test_merge_alerts_is_idempotent_records_recovery_and_ignores_stale_firing():
     first = dom.merge_alerts([], firing)
     assert [e["status"] for e in first.alerts] == ["firing"] and len(first.new_firing) == 1
     assert first.alerts[0] == {"groupKey": "g1", "alertname": "HighErrors", "status": "firing",
-                               "startsAt": "2026-03-02T10:00:00Z"}
+                               "startsAt": "2026-03-02T10:00:00.000Z"}
     repeat = dom.merge_alerts(first.alerts, firing)
     assert repeat.alerts == first.alerts and not repeat.changed
 
     resolved = plan_of(raw_alert("resolved", ends="2026-03-02T10:20:00Z", severity="critical"))
     after = dom.merge_alerts(first.alerts, resolved)
-    assert after.alerts[0]["status"] == "resolved" and after.alerts[0]["endsAt"] == "2026-03-02T10:20:00Z"
+    assert after.alerts[0]["status"] == "resolved" and after.alerts[0]["endsAt"] == "2026-03-02T10:20:00.000Z"
     assert len(after.resolved) == 1 and not after.new_firing
     stale = dom.merge_alerts(after.alerts, firing)  # an HA peer lagging behind
     assert stale.alerts == after.alerts and not stale.changed

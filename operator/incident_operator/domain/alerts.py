@@ -25,7 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .durations import parse_duration
 from .lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
-from .timeutil import format_time, parse_time
+from .timeutil import format_time_precise, parse_time
 
 # Labels the operator puts on the incidents it creates.
 SERVICE_LABEL = "incidents.buttercream.io/service"
@@ -535,10 +535,11 @@ def _entry_key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
 
 
 def alert_entry(group_key: str, alert: Alert) -> dict[str, Any]:
+    # Millisecond precision, as Alertmanager keeps it: a re-fire within the same second is still new.
     entry = {"groupKey": group_key[:1000], "alertname": alert.alertname, "status": alert.status,
-             "startsAt": format_time(alert.starts_at)}
+             "startsAt": format_time_precise(alert.starts_at)}
     if not alert.firing and alert.ends_at is not None:
-        entry["endsAt"] = format_time(alert.ends_at)
+        entry["endsAt"] = format_time_precise(alert.ends_at)
     return entry
 
 
