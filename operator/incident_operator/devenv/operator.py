@@ -21,6 +21,7 @@ class OperatorProcess:
         self.die_with_parent = die_with_parent
         self.verbose = verbose
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="incident-op-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.kubeconfig = kubeconfig
         self.health_port = free_port()
         self.metrics_port = free_port()
