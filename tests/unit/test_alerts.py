@@ -287,3 +287,34 @@ def test_the_operator_priority_annotation_is_the_detection_engines():
     from incident_operator.services import detection
 
     assert service.OPERATOR_PRIORITY_ANNOTATION == detection.RULE_PRIORITY_ANNOTATION
+
+
+# -- the lifecycle side of "time to detect uses the earliest signal" --------------------------------------
+
+def test_lifecycle_moves_detected_at_earlier_never_later():
+    from incident_operator.domain.calendar import BusinessCalendar
+    from incident_operator.domain.deadlines import DeadlinePolicy
+    from incident_operator.domain.lifecycle import LifecycleSettings, reconcile_incident
+
+    settings_ = LifecycleSettings(calendar=BusinessCalendar.from_dict({}), policy=DeadlinePolicy.from_dict({}))
+    now = T0 + timedelta(minutes=10)
+    body = {"metadata": {"name": "x", "creationTimestamp": "2026-03-02T10:05:00Z", "generation": 1,
+                         "annotations": {DETECTED_AT_ANNOTATION: "2026-03-02T10:05:00Z"}},
+            "spec": {"title": "t", "priority": "P2", "state": "Triggered"}}
+    first = reconcile_incident(body, now, settings_).status
+    assert first["detectedAt"] == "2026-03-02T10:05:00Z"
+
+    body["status"] = first
+    body["metadata"]["annotations"][DETECTED_AT_ANNOTATION] = "2026-03-02T10:01:00Z"  # an earlier signal joined
+    moved = reconcile_incident(body, now, settings_).status
+    assert moved["detectedAt"] == "2026-03-02T10:01:00Z"
+    assert moved["timeline"][-1]["type"] == "DetectedEarlier"
+    assert moved["responseDeadline"].startswith("2026-03-02T10:31:00")  # deadlines follow
+
+    body["status"] = moved
+    body["metadata"]["annotations"][DETECTED_AT_ANNOTATION] = "2026-03-02T10:09:00Z"  # later: ignored
+    again = reconcile_incident(body, now, settings_).status
+    assert again["detectedAt"] == "2026-03-02T10:01:00Z"
+    assert [e["type"] for e in again["timeline"]].count("DetectedEarlier") == 1
+    body["metadata"]["annotations"][DETECTED_AT_ANNOTATION] = "2026-03-02T11:00:00Z"  # in the future: ignored
+    assert reconcile_incident(body, now, settings_).status["detectedAt"] == "2026-03-02T10:01:00Z"

@@ -14,7 +14,6 @@ Ctrl-C (or ``--duration SECONDS``) stops everything it started, by PID, and remo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import random
@@ -77,7 +76,7 @@ BASELINE_RULE: dict[str, Any] = {
 }
 # Baseline tickets per second per topic, and the spikes: (topic, start s, end s, tickets per second).
 BASE_RATES = {"login": 0.15, "billing": 0.4, "api": 0.3, "shipping": 0.2}
-SPIKES = [("login", 5, 45, 1.2), ("billing", 95, 125, 4.0), ("login", 110, 150, 3.0), ("api", 170, 200, 5.0)]
+SPIKES = [("login", 5, 45, 1.2), ("billing", 80, 110, 4.0), ("login", 100, 140, 3.0), ("api", 165, 195, 5.0)]
 CYCLE_SECONDS = 240
 
 
@@ -121,16 +120,17 @@ class TicketSimulator:
 class Responder:
     """Acknowledges, mitigates, resolves and closes incidents on a schedule (seconds since detection).
 
-    Two incidents in three are handled promptly; the third is ignored until it has escalated twice.
+    Two incidents in three are handled promptly; every third (the 2nd, 5th...) is ignored until it
+    has escalated twice.
     """
 
     api: Any
     log: Any
     done: dict[str, set[str]] = field(default_factory=dict)
+    order: dict[str, int] = field(default_factory=dict)
 
-    @staticmethod
-    def attentive(name: str) -> bool:
-        return int(hashlib.sha256(name.encode()).hexdigest(), 16) % 3 != 0
+    def attentive(self, name: str) -> bool:
+        return self.order.setdefault(name, len(self.order)) % 3 != 1
 
     def act(self, incidents: list[dict[str, Any]], now: datetime) -> None:
         for incident in incidents:
@@ -141,22 +141,24 @@ class Responder:
                 continue
             age = (now - detected).total_seconds()
             state = spec.get("state") or "Triggered"
+            round_ = int(status.get("reopenCount") or 0)
             level = int((status.get("escalation") or {}).get("level") or 0)
             priority = status.get("priority") or spec.get("priority") or "P3"
+            since = _time(status.get("lastReopenedAt")) or detected
             if state == "Triggered":
                 if self.attentive(name) and age >= 10:
-                    self._patch(name, {"state": "Acknowledged", "owner": BOT}, "acknowledged")
+                    self._patch(name, round_, {"state": "Acknowledged", "owner": BOT}, "acknowledged")
                 elif not self.attentive(name) and level >= 2:
-                    self._patch(name, {"state": "Acknowledged", "owner": "demo-escalation"},
+                    self._patch(name, round_, {"state": "Acknowledged", "owner": "demo-escalation"},
                                 f"acknowledged (after escalation to level {level})")
             elif state in ("Acknowledged", "Investigating"):
-                acked = _time(status.get("acknowledgedAt")) or detected
+                acked = max(_time(status.get("acknowledgedAt")) or detected, since)
                 if (now - acked).total_seconds() >= 20:
-                    self._patch(name, {"state": "Mitigated"}, "mitigated")
+                    self._patch(name, round_, {"state": "Mitigated"}, "mitigated")
             elif state == "Mitigated":
                 mitigated = _time(status.get("mitigatedAt")) or detected
                 if (now - mitigated).total_seconds() >= 15:
-                    self._patch(name, {"state": "Resolved", "resolution": "Rolled back the faulty release."},
+                    self._patch(name, round_, {"state": "Resolved", "resolution": "Rolled back the faulty release."},
                                 "resolved")
             elif state == "Resolved":
                 resolved = _time(status.get("resolvedAt")) or detected
@@ -170,10 +172,10 @@ class Responder:
                             "communication": "Status page updated from the drafts.",
                             "actionItems": [{"title": "Add a canary for this path", "owner": BOT}],
                         }
-                    self._patch(name, patch, "closed" + (" with its review" if "review" in patch else ""))
+                    self._patch(name, round_, patch, "closed" + (" with its review" if "review" in patch else ""))
 
-    def _patch(self, name: str, spec: dict[str, Any], what: str) -> None:
-        key = f"{spec.get('state')}"
+    def _patch(self, name: str, round_: int, spec: dict[str, Any], what: str) -> None:
+        key = f"{spec.get('state')}-{round_}"  # a reopened incident goes through the steps again
         if key in self.done.setdefault(name, set()):
             return
         self.done[name].add(key)
@@ -239,7 +241,7 @@ class Screen:
             self._known[name] = now
             if before is None:
                 signal_ = status.get("signal") or {}
-                value = f" (value {signal_['value']:g}, threshold {signal_['threshold']:g})" \
+                value = f" (value {_num(signal_['value'])}, threshold {_num(signal_['threshold'])})" \
                     if isinstance(signal_.get("value"), (int, float)) and isinstance(signal_.get("threshold"),
                                                                                       (int, float)) else ""
                 self.log(f"detected   {name}  {spec.get('priority') or now['priority'] or '?'}  "
@@ -274,9 +276,9 @@ class Screen:
             for group in status.get("groups") or []:
                 labels = ",".join(f"{v}" for v in (group.get("labels") or {}).values())
                 value, threshold = group.get("value"), group.get("threshold")
-                shown = f"{value:g}" if isinstance(value, (int, float)) else "?"
+                shown = _num(value) if isinstance(value, (int, float)) else "?"
                 if isinstance(threshold, (int, float)):
-                    shown += f" / {threshold:g}"
+                    shown += f" / {_num(threshold)}"
                 groups.append(f"{labels}: {shown} {((group.get('episodeState') or {}).get('phase') or '')}")
             rules.add_row(rule["metadata"]["name"], (spec.get("detector") or {}).get("type", ""),
                           ready.get("reason", "…"), str(status.get("firingCount", 0)),
@@ -288,6 +290,10 @@ class Screen:
             Panel("\n".join(self.events[-10:]) or "[dim]waiting for the first event[/dim]", title="Events",
                   title_align="left"),
         )
+
+
+def _num(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
 def _clock(seconds: float) -> str:
@@ -329,9 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     say = print if not live else screen.console.print
     previous_term = signal.signal(signal.SIGTERM, _on_sigterm)
     failed = False
+    processes: list[Any] = []  # the ManagedProcess of every server started, to check none survives
     with ExitStack() as stack:
         try:
-            _run(args, workdir, screen, say, stack, deadline)
+            _run(args, workdir, screen, say, stack, deadline, processes)
         except (KeyboardInterrupt, _Stop):
             pass
         except Exception as error:  # noqa: BLE001 - a startup failure: say what and where the logs are
@@ -348,11 +355,16 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
     elif args.keep or failed:
         print(f"demo: kept {workdir}", file=sys.stderr)
+    survivors = [f"{p.name} (pid {p.pid})" for p in processes if p.alive()]
+    if survivors:
+        print(f"demo: still running: {', '.join(survivors)}", file=sys.stderr, flush=True)
+        return 1
     print("demo: stopped; no process left behind.", file=sys.stderr, flush=True)
     return 1 if failed else 0
 
 
-def _run(args, workdir: Path, screen: Screen, say, stack: ExitStack, deadline: float | None) -> None:
+def _run(args, workdir: Path, screen: Screen, say, stack: ExitStack, deadline: float | None,
+         processes: list[Any]) -> None:
     from ..devenv.controlplane import ControlPlane
     from ..devenv.operator import OperatorProcess
     from ..devenv.prometheus import Prometheus
@@ -364,7 +376,10 @@ def _run(args, workdir: Path, screen: Screen, say, stack: ExitStack, deadline: f
 
     control_plane = ControlPlane(workdir / "controlplane", die_with_parent=True)
     stack.callback(control_plane.stop)
-    control_plane.start()
+    try:
+        control_plane.start()
+    finally:
+        processes.extend(p for p in (control_plane.etcd, control_plane.apiserver) if p is not None)
     pids["etcd"], pids["kube-apiserver"] = control_plane.etcd.pid, control_plane.apiserver.pid
 
     from kubernetes import config as kube_config
@@ -375,7 +390,10 @@ def _run(args, workdir: Path, screen: Screen, say, stack: ExitStack, deadline: f
 
     prometheus = Prometheus(workdir / "prometheus", scrape_interval="1s", die_with_parent=True)
     stack.callback(prometheus.stop)
-    prometheus.start()
+    try:
+        prometheus.start()
+    finally:
+        processes.extend([prometheus.process] if prometheus.process else [])
     pids["prometheus"] = prometheus.process.pid
 
     exporter = TicketExporter({topic: rate for topic, rate in BASE_RATES.items()}).start()
@@ -386,7 +404,10 @@ def _run(args, workdir: Path, screen: Screen, say, stack: ExitStack, deadline: f
                                namespaces=[NAMESPACE], workdir=workdir / "operator", name="operator",
                                die_with_parent=True)
     stack.callback(operator.stop)
-    operator.start()
+    try:
+        operator.start()
+    finally:
+        processes.extend([operator.process] if operator.process else [])
     pids["operator"] = operator.process.pid
     prometheus.add_target("operator", f"127.0.0.1:{operator.metrics_port}")
 
@@ -396,18 +417,18 @@ def _run(args, workdir: Path, screen: Screen, say, stack: ExitStack, deadline: f
     stack.callback(simulator.stop)
 
     kubeconfig = control_plane.kubeconfig
-    query = "sum by (topic) (increase(support_tickets_created_total[30s]))"
     lines = [
-        f"  KUBECONFIG   export KUBECONFIG={kubeconfig}",
-        f"  Prometheus   {prometheus.url}/graph?g0.expr={query.replace(' ', '%20')}",
-        f"  metrics      {operator.metrics_url}   (also scraped by Prometheus: incident_*)",
-        f"  logs         {workdir}/*/*.log",
-        f"  try          kubectl incident list -n {NAMESPACE}   |   kubectl get inc,dr -n {NAMESPACE}",
-        f"               kubectl incident timeline NAME -n {NAMESPACE}   |   kubectl incident ack NAME -n {NAMESPACE}",
-        f"  rules        {', '.join(applied)} (the examples, with windows of seconds); deadlines P1 20s, P2 30s, "
-        "P3 45s; a simulated on-call acknowledges 2 incidents in 3 and leaves the third to escalate",
-        "  pids         " + " ".join(f"{name}={pid}" for name, pid in pids.items()),
-        "  stop         Ctrl-C" + (f" (or it ends by itself after {args.duration:g}s)" if args.duration else ""),
+        f"  KUBECONFIG  {kubeconfig}",
+        f"  Prometheus  {prometheus.url}   e.g. sum by (topic) (increase(support_tickets_created_total[30s]))",
+        f"  metrics     {operator.metrics_url}   (incident_* series; Prometheus scrapes them too)",
+        f"  try         export KUBECONFIG={kubeconfig}",
+        f"              kubectl incident list -n {NAMESPACE};  kubectl get inc,dr -n {NAMESPACE}",
+        f"              kubectl incident timeline NAME -n {NAMESPACE};  kubectl incident ack NAME -n {NAMESPACE}",
+        f"  rules       {', '.join(applied)}: the examples with windows of seconds",
+        "  deadlines   P1 20s, P2 30s, P3 45s; a simulated on-call handles 2 incidents in 3 and lets the other escalate",
+        f"  logs        {workdir}/*/*.log",
+        "  pids        " + " ".join(f"{name}={pid}" for name, pid in pids.items()),
+        "  stop        Ctrl-C" + (f" (or it ends by itself after {args.duration:g}s)" if args.duration else ""),
     ]
     print("pids: " + " ".join(f"{name}={pid}" for name, pid in pids.items()), flush=True)
     responder = Responder(api, screen.log)

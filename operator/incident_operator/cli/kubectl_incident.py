@@ -258,8 +258,12 @@ def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespac
     table = Table(box=None, pad_edge=False, header_style="bold")
     if all_namespaces:
         table.add_column("NAMESPACE")
+    longest = max((len((i.get("metadata") or {}).get("name", "")) for i in incidents), default=4)
     for column in ("NAME", "PRIORITY", "STATE", "OWNER", "RESPONSE", "LEVEL", "AGE", "TITLE"):
-        table.add_column(column, no_wrap=column != "TITLE", overflow="ellipsis" if column == "TITLE" else "fold")
+        if column == "TITLE":
+            table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=80)
+        else:
+            table.add_column(column, no_wrap=True, min_width=longest if column == "NAME" else len(column))
     for incident in sorted(incidents, key=_sort_key):
         meta, spec, status = incident.get("metadata") or {}, incident.get("spec") or {}, incident.get("status") or {}
         priority = status.get("priority") or spec.get("priority") or "—"

@@ -178,10 +178,20 @@ def _base36(number: int) -> str:
             return out
 
 
-def incident_name(rule_name: str, fp: str, episode_start: float) -> str:
-    """Deterministic per episode: every replica that read the same rule state picks the same name."""
+def incident_name(rule_name: str, fp: str, episode: int) -> str:
+    """Deterministic per episode: every replica that read the same rule state picks the same name.
+
+    The episode number comes from the group's state in the rule's status, not from a clock, so two
+    replicas evaluating a moment apart still agree.
+    """
     stem = re.sub(r"[^a-z0-9-]", "-", rule_name.lower())[:40].strip("-") or "rule"
-    return f"{stem}-{fp[:6]}-{_base36(int(episode_start))}"
+    return f"{stem}-{fp[:6]}-{max(int(episode), 1)}"
+
+
+def episode_of(name: str) -> int:
+    """The episode number at the end of an incident name made by :func:`incident_name` (0 if none)."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
 
 
 def priority_for(rule: RuleSpec, value: float) -> str:
@@ -331,7 +341,7 @@ def plan_evaluation(
                 started = min(started, state.episode_start or now)
                 record["startedAt"] = format_time(datetime.fromtimestamp(started, timezone.utc))
                 previous = record.get("incident")
-                name = incident_name(rule.name, fp, state.episode_start or now)
+                name = incident_name(rule.name, fp, state.episode)
                 record["incident"] = name
                 context = _context(rule, labels, verdict)
                 action = Action(

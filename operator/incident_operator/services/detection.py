@@ -228,10 +228,13 @@ async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: Oper
                                 "labels": action.labels, "value": action.value})
             elif action.kind == "open":
                 opened = await _open_incident(rule_body, rule, action, graph_base, now, config)
-                if opened != action.incident:  # the spike joined an alert incident (services/alerts.py)
+                if opened != action.incident:  # joined an alert incident, or continued the episode count
                     for group in plan.groups:
                         if group.get("fingerprint") == action.fingerprint:
                             group["incident"] = opened
+                            episode = dom.episode_of(opened)
+                            if episode and opened.startswith(action.incident.rsplit("-", 1)[0]):
+                                group["episodeState"] = {**group["episodeState"], "episode": episode}
             elif action.kind == "reopen":
                 await _reopen_incident(rule, action, graph_base, now)
             elif action.kind == "update" and _needs_refresh(incident_index, rule.namespace, action, now):
@@ -300,10 +303,29 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
                 log.info(f"Spike of {rule.namespace}/{rule.name} {action.labels} joined incident {joined}")
                 return joined
         created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
+        if not is_new and _from_an_earlier_episode(created, action):
+            # The group's state was dropped from the rule's status (its windows had long passed), so
+            # its episode count restarted and the name is taken by an old incident: continue the count.
+            taken = await kube.list_objects(kube.INCIDENTS, rule.namespace,
+                                            f"{dom.FINGERPRINT_LABEL}={action.fingerprint}")
+            episode = max([dom.episode_of(i["metadata"]["name"]) for i in taken] + [0]) + 1
+            body["metadata"]["name"] = dom.incident_name(rule.name, action.fingerprint, episode)
+            created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
+    name = created["metadata"]["name"]
     if is_new:
-        log.info(f"Opened incident {rule.namespace}/{action.incident} for {action.labels} (value {action.value:g})")
+        log.info(f"Opened incident {rule.namespace}/{name} for {action.labels} (value {action.value:g})")
     await _write_signal(created, signal)
-    return action.incident
+    return name
+
+
+def _from_an_earlier_episode(existing: Mapping[str, Any], action: dom.Action) -> bool:
+    """An incident found under this episode's name that cannot be this episode's: it is Closed or
+    Resolved, or it was detected before this episode's condition first held."""
+    state = (existing.get("spec") or {}).get("state")
+    if state in ("Resolved", "Closed"):
+        return True
+    detected = parse_time(((existing.get("metadata") or {}).get("annotations") or {}).get(DETECTED_AT_ANNOTATION))
+    return detected is not None and detected.timestamp() < action.first_seen - 1
 
 
 async def _reopen_incident(rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
