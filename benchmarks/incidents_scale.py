@@ -120,7 +120,7 @@ def main() -> int:
         raw_rate = args.incidents / raw_seconds
 
         operator = OperatorProcess(cp.kubeconfig, config={}, namespaces=[NS], workdir=work, name="operator",
-                                   verbose=False)
+                                   verbose=bool(os.environ.get("BENCH_VERBOSE")))
         started = time.monotonic()
         operator.start(wait=False)
         peak_rss = 0

@@ -331,9 +331,7 @@ def test_alert_joins_an_open_ticket_spike_incident_and_detection_moves_to_the_ea
                  "priority": {"default": "P3"},
                  "incident": {"title": "Spike of {{ labels.topic }} tickets", "service": "{{ labels.topic }}"}},
     })
-    # The spike starts once the rule evaluates, as in test_detection.py (a rule firing on its very first
-    # evaluation races kopf's first write to the rule and may open a second spike incident: a detection
-    # engine issue, not what this test is about).
+    # The spike starts once the rule evaluates, as in test_detection.py.
     wait_until(lambda: condition(kubectl.get("detectionrule", "login-spike"), "Ready")["reason"] == "Evaluating",
                20, what="the rule evaluating")
     exporter.set_rate(topic, 5.0)

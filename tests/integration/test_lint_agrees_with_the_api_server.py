@@ -17,7 +17,7 @@ REFUSED_BY_THE_API_SERVER = {
     "yaml-syntax", "unknown-field", "bad-enum", "bad-duration", "interval-too-long",
     "threshold-without-value", "detector-unknown-field", "threshold-as-string", "bad-name", "unknown-version",
     "incident-closed-without-review", "incident-without-priority", "incident-acknowledged-without-owner",
-    "incident-bad-time",
+    "incident-bad-time", "incident-duplicate-account",
 }
 BAD_FILES = sorted(BAD.glob("*.yaml"))
 

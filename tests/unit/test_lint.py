@@ -160,3 +160,28 @@ def test_schema_export_gives_editor_schemas_that_agree_with_lint(tmp_path):
     incident = yaml.safe_load((EXAMPLES / "incident-login.yaml").read_text())
     assert list(combined.iter_errors(incident)) == [] and list(combined.iter_errors(example)) == []
     assert list(combined.iter_errors({**incident, "spec": {**incident["spec"], "impact": "Huge"}}))
+
+
+def test_the_structural_schema_validator_follows_the_api_server():
+    from incident_operator.gitops.validate import validate
+
+    schema = {"type": "object", "properties": {
+        "n": {"type": "integer", "minimum": 1},
+        "ios": {"x-kubernetes-int-or-string": True},
+        "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+        "closed": {"type": "object", "properties": {}},
+        "tags": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["k"],
+                 "items": {"type": "object", "properties": {"k": {"type": "string"}, "v": {"type": "string"}}}},
+        "when": {"type": "string", "format": "date-time"},
+    }}
+    assert validate(schema, {"n": 2.0, "ios": "50%", "free": {"any": {"thing": 1}}, "when": "2026-01-31T09:40:00Z",
+                             "closed": None}) == []
+    problems = [message for _, message in validate(schema, {
+        "n": 0.5, "ios": [1], "closed": {"x": 1}, "tags": [{"k": "a"}, {"k": "a", "v": "b"}], "when": "31/01/2026"})]
+    assert problems == [
+        "n: Invalid value: 0.5: must be of type integer",
+        'ios: Invalid value: "array": must be an integer or a string',
+        'unknown field "closed.x" (kubectl apply refuses it; known fields here: none)',
+        'tags[1]: Duplicate value: {k="a"}',
+        'when: Invalid value: "31/01/2026": must be an RFC 3339 date-time (e.g. 2025-01-31T09:40:00Z)',
+    ]

@@ -44,10 +44,12 @@ def run(*argv) -> int:
     return incidentctl.main(["test", *map(str, argv)])
 
 
-def test_the_shipped_example_passes(capsys):
-    assert run(EXAMPLES / "detectionrule-login_test.yaml") == 0
+def test_the_shipped_examples_pass(capsys):
+    files = sorted(EXAMPLES.glob("*_test.yaml"))
+    assert [f.name for f in files] == ["detectionrule-baseline_test.yaml", "detectionrule-login_test.yaml"]
+    assert run(*files) == 0
     out = capsys.readouterr().out
-    assert out.count("PASS") == 5 and out.strip().endswith("5 passed, 0 failed")
+    assert out.count("PASS") == 7 and out.strip().endswith("7 passed, 0 failed")
 
 
 @pytest.mark.parametrize("text, values", [

@@ -43,11 +43,39 @@ class SendResult:
 
 # ----------------------------------------------------------------------------------- policies
 
+class _PolicyCache:
+    """EscalationPolicies per namespace, kept for a few seconds.
+
+    Every notification needs the policies of its namespace; listing them each time cost two LIST
+    calls per notification (measured with benchmarks/incidents_scale.py). A policy edit takes
+    effect within ``ttl`` seconds. Bounded: at most ``max_namespaces`` entries.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_namespaces: int = 256):
+        self.ttl = ttl
+        self.max_namespaces = max_namespaces
+        self._entries: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+
+    async def get(self, namespace: str) -> list[dict[str, Any]]:
+        loop = asyncio.get_running_loop()
+        cached = self._entries.get(namespace)
+        if cached is not None and loop.time() - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            policies = await kube.list_objects(POLICIES, namespace)
+        except kube.NotFound:  # the EscalationPolicy CRD is not installed
+            policies = []
+        if len(self._entries) >= self.max_namespaces:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[namespace] = (loop.time(), policies)
+        return policies
+
+
+_policies = _PolicyCache()
+
+
 async def list_policies(namespace: str) -> list[dict[str, Any]]:
-    try:
-        return await kube.list_objects(POLICIES, namespace)
-    except kube.NotFound:  # the EscalationPolicy CRD is not installed
-        return []
+    return await _policies.get(namespace)
 
 
 async def policy_candidates(namespace: str, shared_namespace: str | None) -> list[list[dict[str, Any]]]:

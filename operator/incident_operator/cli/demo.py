@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
 import signal
@@ -128,6 +127,7 @@ class Responder:
     log: Any
     done: dict[str, set[str]] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)
+    owners: dict[str, str] = field(default_factory=dict)
 
     def attentive(self, name: str) -> bool:
         return self.order.setdefault(name, len(self.order)) % 3 != 1
@@ -185,7 +185,8 @@ class Responder:
         try:
             client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
                 GROUP, VERSION, NAMESPACE, "incidents", name, {"spec": spec})
-            who = spec.get("owner") or BOT
+            who = spec.get("owner") or self.owners.get(name) or BOT
+            self.owners[name] = who
             self.log(f"{who} {what} {name}", "responder")
         except ApiException as error:
             try:

@@ -45,6 +45,13 @@ class PluginError(Exception):
 
 # -- arguments --------------------------------------------------------------------------------------
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too: what is wrong and where to look."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {message} (see '{self.prog} -h')\n")
+
+
 def _cluster_options(parser: argparse.ArgumentParser, top: bool) -> None:
     default = None if top else argparse.SUPPRESS  # sub-command flags must not clobber the top-level ones
     parser.add_argument("-n", "--namespace", default=default, help="namespace (default: the kubeconfig context's)")
@@ -53,7 +60,7 @@ def _cluster_options(parser: argparse.ArgumentParser, top: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Work with incident-operator incidents from kubectl.",
+    parser = _Parser(prog=PROG, description="Work with incident-operator incidents from kubectl.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Run 'kubectl incident COMMAND -h' for a command's options.")
     _cluster_options(parser, top=True)

@@ -16,8 +16,8 @@ from typing import Any, Mapping
 from . import deadlines as dl
 from .calendar import BusinessCalendar
 from .conditions import find_condition, set_condition
-from .priority import effective_priority, severity_of
 from .notifications import queue as queue_notifications
+from .priority import effective_priority, severity_of
 from .review import open_action_items, review_missing, review_required
 from .timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
 from .timeutil import format_time, format_time_precise, parse_time

@@ -20,6 +20,7 @@ heuristics). Documents of other API groups are skipped: a rules repository may h
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -28,8 +29,9 @@ from typing import Any, Iterator, Mapping, Sequence
 from ..domain import detection as dom
 from ..domain.detectors import DEFAULT_DETECTOR_SPEC, BaselineDetector, InvalidDetector, ThresholdDetector, build_detector
 from ..domain.durations import format_duration
-from .crds import CrdVersion, apply_defaults, cel_violations, json_schema, load_crds
+from .crds import CrdVersion, apply_defaults, cel_violations, load_crds
 from .querytools import QueryFacts, analyse
+from .validate import validate
 from .yamlmarks import Document, YamlError, format_path, load_documents
 
 ERROR = "error"
@@ -93,8 +95,6 @@ def lint_paths(paths: Sequence[str | Path], crd_dir: str | Path | None = None) -
             report.findings.append(Finding(display, 0, "no such file or directory"))
             continue
         try:
-            import sys
-
             text = sys.stdin.read() if display == "-" else path.read_text()
         except (OSError, UnicodeDecodeError) as error:
             report.findings.append(Finding(display, 0, f"cannot read: {error}"))
@@ -107,7 +107,6 @@ class Linter:
     def __init__(self, crds: Mapping[tuple[str, str], CrdVersion]):
         self.crds = dict(crds)
         self.groups = {crd.group for crd in self.crds.values()}
-        self._validators: dict[tuple[str, str], Any] = {}
 
     # -- files and documents ---------------------------------------------------------------------
     def lint_text(self, file: str, text: str, report: LintReport) -> None:
@@ -191,47 +190,11 @@ class Linter:
         report.findings.extend(sorted(found, key=lambda f: f.line))
 
     # -- schema ------------------------------------------------------------------------------------
-    def _validator(self, crd: CrdVersion):
-        key = (crd.api_version, crd.kind)
-        if key not in self._validators:
-            import jsonschema
-
-            checker = jsonschema.FormatChecker(formats=())
-
-            @checker.checks("date-time", raises=ValueError)
-            def _date_time(value: object) -> bool:
-                if not isinstance(value, str):
-                    return True
-                if not re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$", value, re.I):
-                    raise ValueError("not RFC 3339")
-                datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-                return True
-
-            @checker.checks("date", raises=ValueError)
-            def _date(value: object) -> bool:
-                if isinstance(value, str):
-                    if not re.match(r"^\d{4}-\d\d-\d\d$", value):
-                        raise ValueError("not a date")
-                    datetime.strptime(value, "%Y-%m-%d")
-                return True
-
-            schema = json_schema(crd, strict=True)
-            self._validators[key] = jsonschema.Draft202012Validator(schema, format_checker=checker)
-        return self._validators[key]
-
-    def _schema_errors(self, crd: CrdVersion, obj: Mapping[str, Any]) -> list[tuple[tuple, str]]:
-        out: list[tuple[tuple, str]] = []
-        for error in self._validator(crd).iter_errors(obj):
-            path = tuple(error.absolute_path)
-            if error.validator == "additionalProperties" and error.validator_value is False:
-                allowed = set((error.schema.get("properties") or {}))
-                for extra in sorted(set(error.instance) - allowed):
-                    field = format_path(path + (extra,))
-                    out.append((path + (extra,), f'unknown field "{field}" (kubectl apply refuses it; known fields '
-                                                 f"here: {', '.join(sorted(allowed)) or 'none'})"))
-                continue
-            out.append((path, _schema_message(path, error)))
-        return sorted(out, key=lambda item: [str(p) for p in item[0]])
+    @staticmethod
+    def _schema_errors(crd: CrdVersion, obj: Mapping[str, Any]) -> list[tuple[tuple, str]]:
+        """The CRD's structural schema, strictly; metadata is ObjectMeta (checked above), not the CRD's."""
+        body = {key: value for key, value in obj.items() if key != "metadata"}
+        return sorted(validate(crd.schema, body), key=lambda item: [str(p) for p in item[0]])
 
     # -- DetectionRule -------------------------------------------------------------------------------
     def _detection_rule(self, namespace: str, name: str, spec: Mapping[str, Any], add,
@@ -287,53 +250,6 @@ def _message_path(message: str, root: str, prefixed: bool = False) -> tuple[Any,
     if prefixed:
         return ("spec",) + parts
     return parts if parts[0] == root else (root,)
-
-
-def _schema_message(path: tuple, error) -> str:
-    field = format_path(path) or "<object>"
-    value = error.instance
-    kind = error.validator
-    shown = _show(value)
-    if kind == "required":
-        missing = re.search(r"'([^']+)' is a required property", error.message)
-        name = missing.group(1) if missing else "?"
-        return f"{format_path(path + (name,))}: Required value"
-    if kind == "enum":
-        return f"{field}: Unsupported value: {shown}: supported values: " + ", ".join(_show(v) for v in error.validator_value)
-    if kind == "type":
-        want = error.validator_value if isinstance(error.validator_value, str) else " or ".join(error.validator_value)
-        return f"{field}: Invalid value: {shown}: must be of type {want}"
-    if kind == "pattern":
-        return f"{field}: Invalid value: {shown}: must match {error.validator_value}"
-    if kind in ("minimum", "exclusiveMinimum"):
-        return f"{field}: Invalid value: {shown}: must be {'>=' if kind == 'minimum' else '>'} {error.validator_value}"
-    if kind in ("maximum", "exclusiveMaximum"):
-        return f"{field}: Invalid value: {shown}: must be {'<=' if kind == 'maximum' else '<'} {error.validator_value}"
-    if kind == "minLength":
-        return f"{field}: Invalid value: {shown}: must be at least {error.validator_value} characters"
-    if kind == "maxLength":
-        return f"{field}: Too long: may not be more than {error.validator_value} characters"
-    if kind == "maxItems":
-        return f"{field}: Too many: {len(value)}: must have at most {error.validator_value} items"
-    if kind == "minItems":
-        return f"{field}: must have at least {error.validator_value} items"
-    if kind == "maxProperties":
-        return f"{field}: Too many: {len(value)}: must have at most {error.validator_value} entries"
-    if kind == "format":
-        what = "an RFC 3339 date-time (e.g. 2025-01-31T09:40:00Z)" if error.validator_value == "date-time" \
-            else "a date (YYYY-MM-DD)"
-        return f"{field}: Invalid value: {shown}: must be {what}"
-    return f"{field}: {error.message}"
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, str):
-        return '"' + (value if len(value) <= 80 else value[:77] + "...") + '"'
-    if isinstance(value, (dict, list)):
-        return '"object"' if isinstance(value, dict) else '"array"'
-    if isinstance(value, bool):
-        return str(value).lower()
-    return str(value)
 
 
 def _duration(seconds: float) -> str:

@@ -16,6 +16,7 @@ The file format is documented in docs/rule-tests.md.
 from __future__ import annotations
 
 import copy
+import functools
 import glob
 import math
 import re
@@ -361,8 +362,13 @@ def _load_rules(test_file: Path, doc: Document) -> dict[str, tuple[dict[str, Any
     return rules
 
 
+@functools.lru_cache(maxsize=1)
+def _crds():
+    return load_crds()
+
+
 def _rule_spec(body: Mapping[str, Any], where: str, namespace: str) -> dom.RuleSpec:
-    crds = load_crds()
+    crds = _crds()
     crd = crds.get((str(body.get("apiVersion")), "DetectionRule"))
     defaulted = apply_defaults(crd.schema, body) if crd else dict(body)
     name = str((defaulted.get("metadata") or {}).get("name") or "rule")

@@ -25,6 +25,8 @@ GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.INCIDENTS
 MAX_CONFLICT_RETRIES = 8
 # asyncio may wake a hair early; a due time is never acted on before it is reached.
 WAKE_MARGIN_SECONDS = 0.005
+# How long a new daemon waits for the create/resume handler's first status write.
+HANDLER_GRACE_SECONDS = 2.0
 
 
 def utcnow() -> datetime:
@@ -79,10 +81,16 @@ def _follow_up(body: dict[str, Any], memo: Any) -> None:
         kick(body)
 
 
+def _wakeup_event(memo: Any) -> asyncio.Event:
+    """The per-incident wake-up (kopf's memo is per object); whoever comes first creates it."""
+    event = memo.get("wakeup")
+    if event is None:
+        event = memo["wakeup"] = asyncio.Event()
+    return event
+
+
 def _wake(memo: Any) -> None:
-    event = memo.get("wakeup") if hasattr(memo, "get") else None
-    if event is not None:
-        event.set()
+    _wakeup_event(memo).set()
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
@@ -101,15 +109,28 @@ def _open(spec, **_) -> bool:
              backoff=1.0)
 async def deadline_clock(body, memo, stopped, logger, **_) -> None:
     """Sleeps until the incident's next due time, then syncs; woken early by spec changes."""
-    memo.wakeup = wakeup = asyncio.Event()
+    wakeup = _wakeup_event(memo)
     current: dict[str, Any] | None = dict(body)
     meta = dict(body["metadata"])
+    # The create/resume handler is syncing this object right now: rather than race it (a 409 and a
+    # re-read per incident, which dominated start-up with thousands of incidents), take the due time
+    # from the object as it is when it needs no write, else wait for the handler's wake-up.
+    outcome = reconcile_incident(current, utcnow(), memo.config.lifecycle)
+    if status_patch(current.get("status") or {}, outcome.status):
+        await sleep_until_woken(wakeup, stopped, HANDLER_GRACE_SECONDS)
+        if stopped:
+            return
+        current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+        outcome = None
+    first = True
     while not stopped:
-        try:
-            current, outcome = await sync_incident(current, memo, logger)
-        except kopf.TemporaryError:
-            current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
-            continue
+        if not (first and outcome is not None):
+            try:
+                current, outcome = await sync_incident(current, memo, logger)
+            except kopf.TemporaryError:
+                current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+                continue
+        first = False
         if current is None or outcome is None:
             return
         due = _next_due(outcome, memo)
