@@ -6,6 +6,7 @@ Usage: python benchmarks/controlplane.py [--runs 5]
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import subprocess
 import sys
@@ -20,6 +21,8 @@ from incident_operator.devenv.controlplane import BUILD_SCRIPT, ControlPlane  # 
 
 
 def main() -> int:
+    # A `timeout` or Ctrl-C must still stop the servers this benchmark started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()

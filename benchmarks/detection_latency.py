@@ -15,6 +15,7 @@ Usage: python benchmarks/detection_latency.py [--spikes 20] [--interval 5]
 from __future__ import annotations
 
 import argparse
+import signal
 import random
 import statistics
 import sys
@@ -43,6 +44,8 @@ THRESHOLD = 15
 
 
 def main() -> int:
+    # A `timeout` or Ctrl-C must still stop the servers this benchmark started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spikes", type=int, default=20)
     parser.add_argument("--interval", type=int, default=5, help="rule interval = Prometheus evaluation interval (s)")

@@ -17,6 +17,7 @@ Usage: python benchmarks/incidents_scale.py [--incidents 10000] [--throughput 10
 from __future__ import annotations
 
 import argparse
+import signal
 import concurrent.futures as futures
 import os
 import statistics
@@ -95,6 +96,8 @@ def body(name: str, detected: datetime, phase: str = "open") -> dict:
 
 
 def main() -> int:
+    # A `timeout` or Ctrl-C must still stop the servers this benchmark started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--incidents", type=int, default=10_000)
     parser.add_argument("--throughput", type=int, default=1_000)

@@ -13,6 +13,7 @@ Usage: python benchmarks/rules_scale.py [--rules 1000] [--interval 30] [--cycles
 from __future__ import annotations
 
 import argparse
+import signal
 import concurrent.futures as futures
 import statistics
 import sys
@@ -43,6 +44,8 @@ def ts(value: str) -> float:
 
 
 def main() -> int:
+    # A `timeout` or Ctrl-C must still stop the servers this benchmark started (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=int, default=1000)
     parser.add_argument("--interval", type=int, default=30)

@@ -43,6 +43,17 @@ FAST_DEADLINES = {
 DENIED = re.compile(r"(?i)forbidden|not enough permissions|(?<![\d,.:])403(?![\d\]])")
 ALL_OPTIONAL = {"dashboards": {"enabled": True}, "prometheusRule": {"enabled": True},
                 "metrics": {"port": 8080, "serviceMonitor": {"enabled": True}}}
+# The Alertmanager webhook receiver, as docs/alertmanager.md and the chart README configure it.
+ALERTMANAGER = {
+    "alertmanager": {"enabled": True, "correlationWindow": "30m", "recoveryWindow": "1h", "resolveOnResolved": True,
+                     "maxBodyBytes": 2097152, "maxAlerts": 10, "serviceLabel": "service", "teamLabel": "team",
+                     "mappings": [{"name": "database", "matchers": ['team="dba"', 'severity=~"critical|error"'],
+                                   "priority": "P1"},
+                                  {"name": "paging", "matchers": ['severity=~"critical|error|high|warning"'],
+                                   "priorities": {"warning": "P4"}}]},
+    "alertmanagerReceiver": {"tokenSecret": {"name": "am-webhook", "key": "bearer"}},
+}
+TOKEN_DIR = "/var/run/secrets/incident-operator/alertmanager"
 
 
 def crd_sources() -> dict[str, dict]:
@@ -68,8 +79,8 @@ def granted(rules: list[dict], group: str, resource: str, verb: str) -> bool:
 
 # -- lint and render ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("values", [None, ALL_OPTIONAL, {"watchNamespaces": ["support", "billing"]}],
-                         ids=["defaults", "all-optional", "watch-namespaces"])
+@pytest.mark.parametrize("values", [None, ALL_OPTIONAL, {"watchNamespaces": ["support", "billing"]}, ALERTMANAGER],
+                         ids=["defaults", "all-optional", "watch-namespaces", "alertmanager"])
 def test_helm_lint_passes_strict(values, tmp_path):
     args = ["lint", str(chart.CHART), "--strict"]
     if values:
@@ -188,11 +199,124 @@ def test_rendered_config_is_accepted_by_the_operator():
     ({"timelineLimit": 500}, "/timelineLimit"),
     ({"crds": {"install": "yes", "keep": True}}, "/crds/install"),
     ({"replicas": 2}, "replicas"),
+    ({"alertmanager": {"enabeld": True}}, "/alertmanager"),
+    ({"alertmanager": {"enabled": "yes"}}, "/alertmanager/enabled"),
+    ({"alertmanager": {"maxAlerts": 50}}, "/alertmanager/maxAlerts"),
+    ({"alertmanager": {"path": "webhooks"}}, "/alertmanager/path"),
+    ({"alertmanager": {"mappings": [{"name": "x", "priority": "P5"}]}}, "/alertmanager/mappings/0/priority"),
+    ({"alertmanager": {"mappings": [{"matcher": ["a=\"b\""]}]}}, "/alertmanager/mappings/0"),
+    ({"alertmanagerReceiver": {"service": {"type": "Ingress"}}}, "/alertmanagerReceiver/service/type"),
+    ({"alertmanagerReceiver": {"tokenSecret": {"nmae": "x"}}}, "/alertmanagerReceiver/tokenSecret"),
 ])
 def test_values_schema_refuses_bad_values(values, message):
     result = chart.template(values=values, check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+# -- the Alertmanager webhook receiver ----------------------------------------------------------------
+
+def test_alertmanager_receiver_is_off_by_default():
+    docs = chart.documents(chart.render())
+    assert not [d for d in chart.by_kind(docs, "Service") if d["metadata"]["name"].endswith("-alertmanager")]
+    pod = chart.one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert "alertmanager" not in {p["name"] for p in pod["containers"][0]["ports"]}
+    assert "alertmanager-token" not in {v["name"] for v in pod["volumes"]}
+    assert "alertmanager" not in rendered_config(docs)
+
+
+def test_alertmanager_receiver_render_has_port_service_and_token_mount():
+    from incident_operator.domain.alerts import parse_settings
+    from incident_operator.runtime import alert_settings
+
+    docs = chart.documents(chart.render(values=ALERTMANAGER))
+    pod_template = chart.one(docs, "Deployment")["spec"]["template"]
+    pod = pod_template["spec"]
+    [container] = pod["containers"]
+    ports = {p["name"]: p for p in container["ports"]}
+    assert ports["alertmanager"] == {"name": "alertmanager", "containerPort": 8082, "protocol": "TCP"}
+
+    service = chart.one(docs, "Service", "-alertmanager")
+    assert service["metadata"]["name"] == "incident-operator-alertmanager"
+    assert service["metadata"]["namespace"] == "incident-operator"
+    assert service["spec"]["type"] == "ClusterIP"
+    assert service["spec"]["ports"] == [{"name": "alertmanager", "port": 8082, "targetPort": "alertmanager",
+                                         "protocol": "TCP"}]
+    assert service["spec"]["selector"].items() <= pod_template["metadata"]["labels"].items()
+
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert mounts["alertmanager-token"] == {"name": "alertmanager-token", "mountPath": TOKEN_DIR, "readOnly": True}
+    assert volumes["alertmanager-token"]["secret"] == {
+        "secretName": "am-webhook", "items": [{"key": "bearer", "path": "token"}], "defaultMode": 0o440}
+
+    raw = rendered_config(docs)["alertmanager"]
+    assert raw["bearerTokenFile"] == f"{TOKEN_DIR}/token"
+    assert raw["namespace"] == "incident-operator"  # cluster-wide: the release namespace
+    # Everything else is passed through as it is.
+    assert {k: v for k, v in raw.items() if k not in ("bearerTokenFile", "namespace")} == ALERTMANAGER["alertmanager"]
+    config = OperatorConfig.from_dict(rendered_config(docs))
+    settings = alert_settings(config, config.namespaces)  # what the operator checks at start-up
+    assert settings.enabled and settings.port == 8082 and settings.path == "/webhooks/alertmanager"
+    assert settings.bearer_token_file == f"{TOKEN_DIR}/token" and settings.namespace == "incident-operator"
+    assert settings.resolve_on_resolved and settings.max_alerts == 10 and settings.max_body_bytes == 2097152
+    assert [m.name for m in settings.mappings] == ["database", "paging"]
+    assert parse_settings(raw).mappings[1].priorities["warning"] == "P4"
+
+    # Custom port, path, Service and watched namespaces: the first watched one is the default.
+    values = {**ALERTMANAGER, "watchNamespaces": ["support", "billing"],
+              "alertmanager": {"enabled": True, "port": 9443, "path": "/hooks/am"},
+              "alertmanagerReceiver": {"tokenSecret": {"name": "am-webhook"},
+                                       "service": {"type": "NodePort", "port": 80, "annotations": {"a": "b"}}}}
+    docs = chart.documents(chart.render(release="ops", namespace="ops", values=values))
+    container = chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["alertmanager"] == 9443
+    service = chart.one(docs, "Service", "-alertmanager")
+    assert service["metadata"]["name"] == "ops-incident-operator-alertmanager"
+    assert service["metadata"]["annotations"] == {"a": "b"}
+    assert service["spec"]["type"] == "NodePort"
+    assert service["spec"]["ports"][0]["port"] == 80 and service["spec"]["ports"][0]["targetPort"] == "alertmanager"
+    volume = {v["name"]: v for v in chart.one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert volume["alertmanager-token"]["secret"]["items"] == [{"key": "token", "path": "token"}]
+    config = OperatorConfig.from_dict(rendered_config(docs))
+    settings = alert_settings(config, config.namespaces)
+    assert settings.namespace == "support" and settings.port == 9443 and settings.path == "/hooks/am"
+    # An explicit, watched namespace is kept.
+    values["alertmanager"] = {"enabled": True, "namespace": "billing"}
+    config = OperatorConfig.from_dict(rendered_config(chart.documents(chart.render(values=values))))
+    assert alert_settings(config, config.namespaces).namespace == "billing"
+    # The receiver needs no RBAC beyond what the operator has: the same Roles as without it.
+    plain = chart.documents(chart.render(release="ops", namespace="ops", values={"watchNamespaces": ["support", "billing"]}))
+    for kind in ("ClusterRole", "Role"):
+        assert [d["rules"] for d in chart.by_kind(docs, kind)] == [d["rules"] for d in chart.by_kind(plain, kind)]
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"alertmanager": {"enabled": True}},
+     "alertmanager.enabled is true but alertmanagerReceiver.tokenSecret.name is empty"),
+    ({**ALERTMANAGER, "watchNamespaces": ["support"], "alertmanager": {"enabled": True, "namespace": "billing"}},
+     'alertmanager.namespace "billing" is not in watchNamespaces (support)'),
+    ({**ALERTMANAGER, "alertmanager": {"enabled": True, "bearerTokenFile": "/token"}},
+     "alertmanager.bearerTokenFile and alertmanager.tokenSecretRef are set by the chart"),
+    ({**ALERTMANAGER, "alertmanager": {"enabled": True, "port": 8081}},
+     "alertmanager.port 8081 is already used by metrics.port or health.port"),
+], ids=["no-token-secret", "namespace-not-watched", "token-file-set", "port-clash"])
+def test_alertmanager_receiver_misconfiguration_fails_the_render(values, message):
+    result = chart.template(values=values, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_notes_print_the_webhook_url(tmp_path):
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(json.dumps(ALERTMANAGER))
+    result = chart.helm("install", "incident-operator", str(chart.CHART), "--namespace", "ops",
+                        "--dry-run=client", "--values", str(values_file))
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "http://incident-operator-alertmanager.ops.svc:8082/webhooks/alertmanager" in notes
+    assert "Secret ops/am-webhook" in notes
+    plain = chart.helm("install", "incident-operator", str(chart.CHART), "--namespace", "ops", "--dry-run=client")
+    assert "/webhooks/alertmanager" not in plain.stdout.split("NOTES:", 1)[1]
 
 
 # -- RBAC --------------------------------------------------------------------------------------------
@@ -365,10 +489,13 @@ def test_prometheus_rule_servicemonitor_and_dashboard(tmp_path):
 
 # -- against the real API server ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("values", [{"dashboards": {"enabled": True}}, "watch"], ids=["defaults", "watch-namespaces"])
+@pytest.mark.parametrize("values", [{"dashboards": {"enabled": True}}, "watch", "alertmanager"],
+                         ids=["defaults", "watch-namespaces", "alertmanager"])
 def test_rendered_chart_passes_server_side_dry_run(kubeconfig, namespace, values):
     if values == "watch":
         values = {"watchNamespaces": [namespace]}
+    elif values == "alertmanager":
+        values = {**ALERTMANAGER, "watchNamespaces": [namespace]}
     text = chart.render(release="dry-" + uuid.uuid4().hex[:5], namespace=namespace, values=values)
     result = Kubectl(kubeconfig).run("apply", "--dry-run=server", "-f", "-", input=text, namespaced=False)
     applied = [line for line in result.stdout.splitlines() if "(server dry run)" in line]

@@ -37,3 +37,8 @@ def test_only_warnings_become_events_and_no_peering():
     settings = configured()
     assert settings.posting.level == logging.WARNING
     assert settings.peering.standalone is True
+
+
+def test_concurrent_object_workers_are_bounded():
+    # kopf's API client opens one TLS connection per concurrent request, without limit.
+    assert configured().batching.worker_limit is not None

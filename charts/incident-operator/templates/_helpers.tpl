@@ -76,10 +76,19 @@ operator's defaults apply.
 {{- if $v.grafana.url }}
 {{- $_ := set $config "grafana" (dict "url" $v.grafana.url) }}
 {{- end }}
-{{- range $key := list "calendar" "deadlines" "notifications" "escalationPolicies" "alertmanager" }}
+{{- range $key := list "calendar" "deadlines" "notifications" "escalationPolicies" }}
 {{- if (get $v $key) }}
 {{- $_ := set $config $key (get $v $key) }}
 {{- end }}
+{{- end }}
+{{- if $v.alertmanager }}
+{{- $alertmanager := deepCopy $v.alertmanager }}
+{{- if include "incident-operator.alertmanager.enabled" . }}
+{{- include "incident-operator.alertmanager.validate" . }}
+{{- $_ := set $alertmanager "bearerTokenFile" (printf "%s/token" (include "incident-operator.alertmanager.tokenDir" .)) }}
+{{- $_ := set $alertmanager "namespace" (include "incident-operator.alertmanager.namespace" .) }}
+{{- end }}
+{{- $_ := set $config "alertmanager" $alertmanager }}
 {{- end }}
 {{- $_ := set $config "timelineLimit" $v.timelineLimit }}
 {{- $_ := set $config "detection" (dict "maxConcurrentEvaluations" $v.detection.maxConcurrentEvaluations) }}
@@ -101,4 +110,60 @@ operator's defaults apply.
 {{- $_ := set $config "health" (dict "port" $v.health.port) }}
 {{- $config = mergeOverwrite $config (deepCopy $v.extraConfig) }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/*
+The Alertmanager webhook receiver (docs/alertmanager.md). The `alertmanager` value is the operator
+configuration's block; `alertmanagerReceiver` holds what only the chart uses (the token Secret, the
+Service). "true" when the receiver is enabled, empty otherwise.
+*/}}
+{{- define "incident-operator.alertmanager.enabled" -}}
+{{- if and .Values.alertmanager (get .Values.alertmanager "enabled") }}true{{ end }}
+{{- end }}
+
+{{/* Where the token Secret is mounted; the configuration's bearerTokenFile is <this>/token. */}}
+{{- define "incident-operator.alertmanager.tokenDir" -}}
+/var/run/secrets/incident-operator/alertmanager
+{{- end }}
+
+{{/* The port the receiver listens on (the operator's default is 8082). */}}
+{{- define "incident-operator.alertmanager.port" -}}
+{{- int (get .Values.alertmanager "port" | default 8082) }}
+{{- end }}
+
+{{/* The URL path Alertmanager posts to (the operator's default is /webhooks/alertmanager). */}}
+{{- define "incident-operator.alertmanager.path" -}}
+{{- get .Values.alertmanager "path" | default "/webhooks/alertmanager" }}
+{{- end }}
+
+{{/* Where incidents from alerts are created: alertmanager.namespace, else the first watched
+namespace, else the release namespace. */}}
+{{- define "incident-operator.alertmanager.namespace" -}}
+{{- get .Values.alertmanager "namespace" | default (first .Values.watchNamespaces) | default .Release.Namespace }}
+{{- end }}
+
+{{/* The receiver's Service: <fullname>-alertmanager (the fullname shortened so it stays a DNS label). */}}
+{{- define "incident-operator.alertmanager.serviceName" -}}
+{{- printf "%s-alertmanager" (include "incident-operator.fullname" . | trunc 50 | trimSuffix "-") }}
+{{- end }}
+
+{{/* Refuses, at render time, what the operator would refuse at start-up (or what could never work). */}}
+{{- define "incident-operator.alertmanager.validate" -}}
+{{- $am := .Values.alertmanager }}
+{{- $receiver := .Values.alertmanagerReceiver | default dict }}
+{{- $secret := $receiver.tokenSecret | default dict }}
+{{- if not $secret.name }}
+{{- fail (printf "alertmanager.enabled is true but alertmanagerReceiver.tokenSecret.name is empty: the receiver never accepts unauthenticated posts. Create a Secret in namespace %s holding the bearer token (e.g. kubectl -n %s create secret generic incident-operator-alertmanager --from-literal=token=\"$(openssl rand -hex 32)\") and set alertmanagerReceiver.tokenSecret.name (and .key, default token)" .Release.Namespace .Release.Namespace) }}
+{{- end }}
+{{- if or (get $am "bearerTokenFile") (get $am "tokenSecretRef") }}
+{{- fail "alertmanager.bearerTokenFile and alertmanager.tokenSecretRef are set by the chart: leave them out and name the token Secret in alertmanagerReceiver.tokenSecret (it is mounted and bearerTokenFile points at it)" }}
+{{- end }}
+{{- $namespace := include "incident-operator.alertmanager.namespace" . }}
+{{- if and .Values.watchNamespaces (not (has $namespace .Values.watchNamespaces)) }}
+{{- fail (printf "alertmanager.namespace %q is not in watchNamespaces (%s): the operator would refuse to start, since incidents created there would never be reconciled. Set alertmanager.namespace to a watched namespace, or add it to watchNamespaces" $namespace (join ", " .Values.watchNamespaces)) }}
+{{- end }}
+{{- $port := int (include "incident-operator.alertmanager.port" .) }}
+{{- if or (eq $port (int .Values.metrics.port)) (eq $port (int .Values.health.port)) }}
+{{- fail (printf "alertmanager.port %d is already used by metrics.port or health.port: choose another port" $port) }}
+{{- end }}
 {{- end }}

@@ -10,6 +10,7 @@ import logging
 import kopf
 
 PREFIX = "incidents.buttercream.io"
+WORKER_LIMIT = 32
 
 
 @kopf.on.startup()
@@ -24,6 +25,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **
     settings.posting.level = logging.WARNING
     # One replica with Recreate (see the chart); no peering objects needed.
     settings.peering.standalone = True
+    # kopf's API session has no connection limit (aiohttp TCPConnector(limit=0)), so thousands of
+    # objects processed at once (a start-up re-list) meant as many TLS connections, ~0.5 MiB each:
+    # measured 546 MiB RSS with 600 incidents. Bounding the concurrent per-object workers bounds them.
+    settings.batching.worker_limit = WORKER_LIMIT
     # A hopeless object must not be retried forever at full speed.
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # The watch-inactivity timeout added in kopf 1.44 (nolar/kopf#1120, #1267) stays at
