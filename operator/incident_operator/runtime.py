@@ -9,6 +9,7 @@ from aiohttp import web
 from prometheus_client import exposition
 
 from . import metrics
+from .adapters.connections import bound_unlimited_connectors
 from .adapters.prometheus import PrometheusClient
 from .config import ConfigError, OperatorConfig
 from .handlers import escalationpolicies  # noqa: F401 - registers the EscalationPolicy handlers
@@ -17,6 +18,7 @@ from .services.notifier import Notifier
 
 
 async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str, ...], liveness: str) -> None:
+    bound_unlimited_connectors()  # adapters/connections.py: kopf's session has no connection limit
     metrics_server = await start_metrics_server(config, memo)
     memo.prometheus = PrometheusClient(max_connections=config.max_concurrent_evaluations * 2)
     # Bounded concurrency of rule evaluations across all rules.

@@ -39,6 +39,24 @@ def test_only_warnings_become_events_and_no_peering():
     assert settings.peering.standalone is True
 
 
-def test_concurrent_object_workers_are_bounded():
-    # kopf's API client opens one TLS connection per concurrent request, without limit.
-    assert configured().batching.worker_limit is not None
+def test_worker_limit_stays_unset_because_indexes_would_deadlock_start_up():
+    assert configured().queueing.worker_limit is None
+
+
+def test_kopf_connections_are_bounded():
+    import aiohttp
+
+    from incident_operator.adapters.connections import KOPF_CONNECTION_LIMIT, bound_unlimited_connectors
+
+    bound_unlimited_connectors()
+
+    async def limits():
+        unlimited = aiohttp.TCPConnector(limit=0)
+        explicit = aiohttp.TCPConnector(limit=7)
+        try:
+            return unlimited.limit, explicit.limit
+        finally:
+            await unlimited.close()
+            await explicit.close()
+
+    assert asyncio.run(limits()) == (KOPF_CONNECTION_LIMIT, 7)

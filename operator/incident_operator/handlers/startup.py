@@ -10,7 +10,6 @@ import logging
 import kopf
 
 PREFIX = "incidents.buttercream.io"
-WORKER_LIMIT = 32
 
 
 @kopf.on.startup()
@@ -25,10 +24,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **
     settings.posting.level = logging.WARNING
     # One replica with Recreate (see the chart); no peering objects needed.
     settings.peering.standalone = True
-    # kopf's API session has no connection limit (aiohttp TCPConnector(limit=0)), so thousands of
-    # objects processed at once (a start-up re-list) meant as many TLS connections, ~0.5 MiB each:
-    # measured 546 MiB RSS with 600 incidents. Bounding the concurrent per-object workers bounds them.
-    settings.batching.worker_limit = WORKER_LIMIT
+    # settings.queueing.worker_limit stays unset: with indexes, kopf's workers wait for the whole
+    # re-list to be indexed, so a limit below the object count deadlocks start-up (measured: 1,000
+    # incidents with a limit of 100 never started). Connections are bounded in runtime.py instead.
     # A hopeless object must not be retried forever at full speed.
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # The watch-inactivity timeout added in kopf 1.44 (nolar/kopf#1120, #1267) stays at
