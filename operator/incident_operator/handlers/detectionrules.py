@@ -78,12 +78,28 @@ def detected_incidents(namespace, name, spec, status, **_):
     }}
 
 
+def _phase_offset(key: str, interval_s: float) -> float:
+    """A stable offset in [0, interval) derived from the rule's uid."""
+    import zlib
+
+    return (zlib.crc32(key.encode()) % 1000) / 1000 * interval_s
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, id="evaluator", cancellation_timeout=5, backoff=2.0)
 async def evaluator(body, memo, stopped, logger, detected_incidents: kopf.Index, **_) -> None:
     memo.wakeup = wakeup = asyncio.Event()
     meta = dict(body["metadata"])
     current: dict[str, Any] | None = dict(body)
     next_tick: float | None = None  # monotonic time of the next scheduled evaluation
+    # Spread rules over their interval, as Prometheus offsets rule groups: a thousand rules that
+    # all start together would otherwise evaluate in one burst every interval and queue up.
+    rule, _ = _validate(current)
+    if rule is not None:
+        await sleep_until_woken(asyncio.Event(), stopped, _phase_offset(meta.get("uid") or meta["name"], rule.interval_s))
+        current = None  # read fresh: a spec change meanwhile is taken as it is
+        wakeup.clear()
+        if stopped:
+            return
     while not stopped:
         if current is None:
             current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
