@@ -40,7 +40,8 @@ FAST_DEADLINES = {
 # An RBAC denial in the operator's log: "... is forbidden: User ... cannot ...", "(403)", "HTTP 403", and
 # kopf's "Not enough permissions to list namespaces" fallback. (Not the milliseconds of a log timestamp
 # such as "[... 12:00:01,403]".)
-DENIED = re.compile(r"(?i)forbidden|not enough permissions|(?<![\d,.:])403(?![\d\]])")
+# A 403 in an HTTP status position only: a bare "403" also occurs as a resourceVersion in logged bodies.
+DENIED = re.compile(r"(?i)forbidden|not enough permissions|(?:status[=:]\s*|'code':\s*|HTTP/1\.1\"\s+|\()403\b")
 ALL_OPTIONAL = {"dashboards": {"enabled": True}, "prometheusRule": {"enabled": True},
                 "metrics": {"port": 8080, "serviceMonitor": {"enabled": True}}}
 # The Alertmanager webhook receiver, as docs/alertmanager.md and the chart README configure it.
