@@ -319,13 +319,10 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
 
 
 def _from_an_earlier_episode(existing: Mapping[str, Any], action: dom.Action) -> bool:
-    """An incident found under this episode's name that cannot be this episode's: it is Closed or
-    Resolved, or it was detected before this episode's condition first held."""
-    state = (existing.get("spec") or {}).get("state")
-    if state in ("Resolved", "Closed"):
-        return True
-    detected = parse_time(((existing.get("metadata") or {}).get("annotations") or {}).get(DETECTED_AT_ANNOTATION))
-    return detected is not None and detected.timestamp() < action.first_seen - 1
+    """An incident found under this episode's name that cannot be this episode's: it is already
+    Resolved or Closed. An open one is this episode's (a rival replica, or this operator before a
+    crash, created it but had not recorded the episode in the rule's status yet): join it."""
+    return (existing.get("spec") or {}).get("state") in ("Resolved", "Closed")
 
 
 async def _reopen_incident(rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
