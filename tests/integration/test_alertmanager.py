@@ -303,18 +303,6 @@ def test_same_group_updates_one_incident_resolves_reopens_and_never_reopens_a_cl
 
 # -- a ticket spike first, then an earlier-started alert joins it --------------------------------------------
 
-@pytest.fixture
-def exporter(prometheus):
-    tickets = TicketExporter().start()
-    name = "tickets-" + uuid.uuid4().hex[:6]
-    prometheus.add_target(name, tickets.address)
-    prometheus.wait_for_target_up(name)
-    tickets.target = name
-    yield tickets
-    prometheus.remove_target(name)
-    tickets.stop()
-
-
 def test_alert_joins_an_open_ticket_spike_incident_and_detection_moves_to_the_earliest_signal(
         kubectl, namespace, start_operator, prometheus, exporter, token_file):
     topic = "login-" + uuid.uuid4().hex[:4]

@@ -6,12 +6,10 @@ import time
 import uuid
 from datetime import datetime
 
-import pytest
 
 from tests.support.kubectl import GROUP, VERSION, condition
 from tests.support.processes import free_port, wait_until
 from tests.support.prometheus import Prometheus
-from tests.support.tickets import TicketExporter
 
 RULE_LABEL = "incidents.buttercream.io/rule"
 
@@ -33,18 +31,6 @@ def rule(name: str, topic_filter: str, **spec) -> dict:
     }
     body.update(spec)
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule", "metadata": {"name": name}, "spec": body}
-
-
-@pytest.fixture
-def exporter(prometheus):
-    tickets = TicketExporter().start()
-    name = "tickets-" + uuid.uuid4().hex[:6]
-    prometheus.add_target(name, tickets.address)
-    prometheus.wait_for_target_up(name)
-    tickets.target = name
-    yield tickets
-    prometheus.remove_target(name)
-    tickets.stop()
 
 
 def incidents_of(kubectl, rule_name):

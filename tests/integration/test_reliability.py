@@ -10,19 +10,6 @@ import pytest
 from tests.integration.test_detection import RULE_LABEL, incidents_of, rule
 from tests.support.kubectl import condition, incident
 from tests.support.processes import wait_until
-from tests.support.tickets import TicketExporter
-
-
-@pytest.fixture
-def exporter(prometheus):
-    tickets = TicketExporter().start()
-    name = "tickets-" + uuid.uuid4().hex[:6]
-    prometheus.add_target(name, tickets.address)
-    prometheus.wait_for_target_up(name)
-    tickets.target = name
-    yield tickets
-    prometheus.remove_target(name)
-    tickets.stop()
 
 
 def test_sigkill_mid_detection_opens_no_duplicate(kubectl, start_operator, prometheus, exporter):
