@@ -11,9 +11,9 @@ Three kinds of numbers, three sources (``docs/metrics.md`` is the user-facing re
 * **Transition counters** (deadline breaches, escalations, reopens) from the same outcome: the
   transition they count is in the written status, so it is not counted again either.
 * **Gauges of the present** (open incidents, open action items, unacknowledged incidents past their
-  deadline) are not kept at all: they are computed at scrape time from the kopf index
-  ``incident_states`` (handlers/incidents.py), which kopf fills from its own listing, so they
-  are right right after a restart.
+  deadline) are not kept at all: they are computed at scrape time from the incident book
+  (services/incident_book.py), which the Incident watch fills from its re-list, so they are
+  right a few seconds after a restart.
 
 Counters and histograms restart from zero with the process, as Prometheus expects (``increase()``
 handles resets; a new pod is a new ``instance``). One subtlety matters for incidents, which are
@@ -105,7 +105,7 @@ def service_label(spec: Mapping[str, Any] | None) -> str:
     return str((spec or {}).get("service") or NO_SERVICE)
 
 
-# -- the kopf index (handlers/incidents.py builds it, the collector reads it) --------------------------
+# -- the incident book's gauge entries (services/incident_book.py keeps them, the collector reads them) ----
 
 @dataclass(frozen=True)
 class IndexEntry:
@@ -118,7 +118,7 @@ class IndexEntry:
 
 def index_entry(spec: Mapping[str, Any] | None,
                 status: Mapping[str, Any] | None) -> tuple[tuple[str, str], IndexEntry]:
-    """The ``incident_states`` index item of one incident (pure; the handler module wraps it)."""
+    """One incident's (priority, state) key and gauge entry (pure; the incident book keeps them)."""
     spec, status = spec or {}, status or {}
     try:
         priority = effective_priority(spec.get("priority"), spec.get("impact"), spec.get("urgency"))
@@ -132,7 +132,7 @@ def index_entry(spec: Mapping[str, Any] | None,
 
 
 class IndexCollector(Collector):
-    """Gauges computed at scrape time from the ``incident_states`` index (or ``None`` before start-up)."""
+    """Gauges computed at scrape time from the incident book (``None`` before start-up)."""
 
     def __init__(self, index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None],
                  clock: Callable[[], float] = time.time):

@@ -68,12 +68,12 @@ async def start_metrics_server(config: OperatorConfig, memo: kopf.Memo) -> web.A
     """Serves the prometheus-client registry on ``config.metrics_port`` from the event loop.
 
     Serving from the loop (not prometheus-client's thread) means the scrape-time gauges read the
-    kopf index in the same thread that mutates it.
+    incident book in the same thread that mutates it.
     """
     served = metrics.configure(
         new_series_delay=new_series_delay(config),
         max_escalation_level=config.deadlines.max_escalation_level,
-        index_source=lambda: memo.get("incident_index"),
+        index_source=lambda: book.by_state() if (book := memo.get("incident_book")) is not None else None,
     )
 
     async def scrape(request: web.Request) -> web.Response:

@@ -39,7 +39,7 @@ def test_only_warnings_become_events_and_no_peering():
     assert settings.peering.standalone is True
 
 
-def test_worker_limit_stays_unset_because_indexes_would_deadlock_start_up():
+def test_worker_limit_stays_unset_because_the_work_is_bounded_in_our_queues():
     assert configured().queueing.worker_limit is None
 
 

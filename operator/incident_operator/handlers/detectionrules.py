@@ -18,7 +18,6 @@ from .waiting import sleep_until_woken
 from ..domain import detection as dom
 from ..domain.conditions import set_condition
 from ..domain.lifecycle import status_patch
-from ..domain.timeutil import parse_time
 from ..services import detection as engine
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.RULES
@@ -61,23 +60,6 @@ async def rule_changed(body, memo, logger, **_) -> None:
         wakeup.set()
 
 
-@kopf.index(kube.GROUP, kube.VERSION, kube.INCIDENTS, id="detected_incidents",
-            labels={dom.RULE_LABEL: kopf.PRESENT})
-def detected_incidents(namespace, name, spec, status, **_):
-    """What the engine needs to know of incidents it opened, without an API call per evaluation."""
-    status = status or {}
-    signal = status.get("signal") or {}
-    resolved = parse_time(status.get("resolvedAt")) if status.get("resolvedAt") else None
-    last_seen = parse_time(signal.get("lastSeen")) if signal.get("lastSeen") else None
-    return {(namespace, name): {
-        "state": (spec or {}).get("state") or "Triggered",
-        "resolvedAt": resolved.timestamp() if resolved else None,
-        "value": signal.get("value"),
-        "peak": signal.get("peak"),
-        "lastSeen": last_seen.timestamp() if last_seen else None,
-    }}
-
-
 def _phase_offset(key: str, interval_s: float) -> float:
     """A stable offset in [0, interval) derived from the rule's uid."""
     import zlib
@@ -86,7 +68,7 @@ def _phase_offset(key: str, interval_s: float) -> float:
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, id="evaluator", cancellation_timeout=5, backoff=2.0)
-async def evaluator(body, memo, stopped, logger, detected_incidents: kopf.Index, **_) -> None:
+async def evaluator(body, memo, stopped, logger, **_) -> None:
     memo.wakeup = wakeup = asyncio.Event()
     meta = dict(body["metadata"])
     current: dict[str, Any] | None = dict(body)
@@ -111,7 +93,7 @@ async def evaluator(body, memo, stopped, logger, detected_incidents: kopf.Index,
             await _write_invalid(current, problem or "invalid rule")
             delay = None  # wait for a fix (the update handler wakes us)
         else:
-            result = await engine.evaluate_rule(current, rule, memo.config, memo.prometheus, detected_incidents,
+            result = await engine.evaluate_rule(current, rule, memo.config, memo.prometheus, memo.get("incident_book"),
                                                  memo.evaluation_slots, memo.get("seasonal_cache"))
             if result.rule_body is None:
                 current = None  # lost a race or the spec changed: re-read and evaluate again now

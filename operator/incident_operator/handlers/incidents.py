@@ -1,36 +1,60 @@
 """Thin kopf handlers for Incident: read the object, call the domain, write status.
 
-Two entry points share one idempotent sync:
-- create/update/resume handlers react to spec changes (a person acknowledges, a priority
-  changes) and wake the object's deadline clock;
-- a per-incident daemon sleeps until the next due time computed from ``status`` (the next
-  escalation, a notification retry) and syncs again then: a timer aimed at the due time,
-  not a coarse poll. After a restart the daemon simply recomputes from ``status``.
+Level-triggered, like a controller-runtime reconciler: every watch event of an incident (and the
+initial re-list) offers it to the operator's :class:`IncidentQueue`, which runs one idempotent
+sync per incident at a time, with bounded concurrency:
+
+- the sync computes the status the domain wants from the object as it is, writes the difference
+  with the object's resourceVersion (so a crash, a retry or a second replica never repeats a
+  level or an entry), and returns the next due time (the next escalation, a notification retry);
+- the queue sleeps until the earliest due time of all incidents and syncs that incident again
+  then: one timer aimed at the due time, not a poll. After a restart the re-list recomputes
+  every due time from ``status``.
+
+No kopf change handlers, daemons or indexes on Incidents: those make kopf write a finalizer and
+its bookkeeping annotations on every incident, keep tasks per incident, and (indexes) make the
+start-up cubic in the number of incidents (services/incident_book.py says why). Our own syncs are
+idempotent, so reacting to every event, including the echo of our own writes, is correct; the
+echo costs one pure reconcile and no write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Hashable
 
 import kopf
 
 from .. import metrics
 from ..adapters import kube
-from .waiting import sleep_until_woken
 from ..domain.lifecycle import Outcome, reconcile_incident, status_patch
+from ..services.incident_book import IncidentBook
+from ..services.incident_queue import IncidentQueue
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.INCIDENTS
 MAX_CONFLICT_RETRIES = 8
 # asyncio may wake a hair early; a due time is never acted on before it is reached.
 WAKE_MARGIN_SECONDS = 0.005
-# How long a new daemon waits for the create/resume handler's first status write.
-HANDLER_GRACE_SECONDS = 2.0
+# Incidents synced at once. Each sync is a pure reconcile and at most a GET and a status write;
+# more in flight only queues on the API client's threads and the 2 cores they share.
+SYNC_CONCURRENCY = 16
+
+log = logging.getLogger(__name__)
+
+
+class StillChanging(RuntimeError):
+    """Every status write conflicted with a newer version of the incident."""
 
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class _ObjectLogger(logging.LoggerAdapter):
+    def process(self, msg, kwargs):
+        return f"[{self.extra['key'][0]}/{self.extra['key'][1]}] {msg}", kwargs
 
 
 async def sync_incident(body: dict[str, Any], memo: Any, logger) -> tuple[dict[str, Any] | None, Outcome | None]:
@@ -57,7 +81,8 @@ async def sync_incident(body: dict[str, Any], memo: Any, logger) -> tuple[dict[s
             return None, None
         _after_write(updated, outcome, memo, logger)
         return updated, outcome
-    raise kopf.TemporaryError("the incident kept changing while its status was being written", delay=1)
+    # The queue retries the incident after a delay (services/incident_queue.py).
+    raise StillChanging("the incident kept changing while its status was being written")
 
 
 def _after_write(body: dict[str, Any], outcome: Outcome, memo: Any, logger) -> None:
@@ -81,68 +106,6 @@ def _follow_up(body: dict[str, Any], memo: Any) -> None:
         kick(body)
 
 
-def _wakeup_event(memo: Any) -> asyncio.Event:
-    """The per-incident wake-up (kopf's memo is per object); whoever comes first creates it."""
-    event = memo.get("wakeup")
-    if event is None:
-        event = memo["wakeup"] = asyncio.Event()
-    return event
-
-
-def _wake(memo: Any) -> None:
-    _wakeup_event(memo).set()
-
-
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-async def incident_changed(body, memo, logger, **_) -> None:
-    await sync_incident(dict(body), memo, logger)
-    _wake(memo)
-
-
-def _open(spec, **_) -> bool:
-    return (spec or {}).get("state") != "Closed"
-
-
-@kopf.daemon(GROUP, VERSION, PLURAL, id="deadline-clock", when=_open, cancellation_timeout=5,
-             backoff=1.0)
-async def deadline_clock(body, memo, stopped, logger, **_) -> None:
-    """Sleeps until the incident's next due time, then syncs; woken early by spec changes."""
-    wakeup = _wakeup_event(memo)
-    current: dict[str, Any] | None = dict(body)
-    meta = dict(body["metadata"])
-    # The create/resume handler is syncing this object right now: rather than race it (a 409 and a
-    # re-read per incident, which dominated start-up with thousands of incidents), take the due time
-    # from the object as it is when it needs no write, else wait for the handler's wake-up.
-    outcome = reconcile_incident(current, utcnow(), memo.config.lifecycle)
-    if status_patch(current.get("status") or {}, outcome.status):
-        await sleep_until_woken(wakeup, stopped, HANDLER_GRACE_SECONDS)
-        if stopped:
-            return
-        current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
-        outcome = None
-    first = True
-    while not stopped:
-        if not (first and outcome is not None):
-            try:
-                current, outcome = await sync_incident(current, memo, logger)
-            except kopf.TemporaryError:
-                current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
-                continue
-        first = False
-        if current is None or outcome is None:
-            return
-        due = _next_due(outcome, memo)
-        timeout = None if due is None else max((due - utcnow()).total_seconds() + WAKE_MARGIN_SECONDS, 0)
-        wakeup.clear()
-        await sleep_until_woken(wakeup, stopped, timeout)
-        if stopped:
-            return
-        # Re-read: a person may have acknowledged meanwhile, or another replica escalated.
-        current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
-
-
 def _next_due(outcome: Outcome, memo: Any) -> datetime | None:
     candidates = [outcome.next_wakeup]
     notifier = getattr(memo, "notifier", None)
@@ -152,31 +115,52 @@ def _next_due(outcome: Outcome, memo: Any) -> datetime | None:
     return min(candidates) if candidates else None
 
 
-def _recurrence_unrecorded(status, **_) -> bool:
-    status = status or {}
-    return (bool((status.get("signal") or {}).get("previousIncident"))
-            and "recurrence" not in ((status.get("metrics") or {}).get("observed") or []))
+async def process_incident(memo: Any, key: Hashable, body: dict[str, Any] | None) -> float | None:
+    """One queue step for one incident: sync it, return when it next needs looking at."""
+    namespace, name = key  # type: ignore[misc]
+    logger = _ObjectLogger(log, {"key": key})
+    if body is None:  # a due time came: nothing newer was offered, so read it
+        body = await kube.get_object(PLURAL, namespace, name)
+        if body is None:
+            return None
+    current, outcome = await sync_incident(body, memo, logger)
+    if current is None or outcome is None:
+        return None
+    due = _next_due(outcome, memo)
+    return None if due is None else due.timestamp() + WAKE_MARGIN_SECONDS
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL, when=_recurrence_unrecorded)
-async def recurrence_noticed(body, memo, logger, **_) -> None:
-    """The detection engine writes ``status.signal`` after creating the incident, and a status-only
-    change wakes no update handler: sync once more so the recurrence is counted (exactly once)."""
-    try:
-        await sync_incident(dict(body), memo, logger)
-    except kopf.TemporaryError as error:
-        logger.info(f"Recurrence not recorded yet ({error}); the next change of the incident retries")
+@kopf.on.startup(id="incident-queue")
+async def start_incident_queue(memo, **_) -> None:
+    """One book and one queue for all incidents, started before the watch delivers anything."""
+    memo.incident_book = IncidentBook()
+
+    async def process(key: Hashable, body: dict[str, Any] | None) -> float | None:
+        return await process_incident(memo, key, body)
+
+    memo.incident_queue = IncidentQueue(process, concurrency=SYNC_CONCURRENCY)
+    memo.incident_queue_task = asyncio.create_task(memo.incident_queue.run(), name="incident queue")
 
 
-@kopf.index(GROUP, VERSION, PLURAL, id="incident_states")
-def incident_states(spec, status, **_):
-    """Every incident under (priority, state), for the scrape-time gauges; kopf keeps it in sync."""
-    key, entry = metrics.index_entry(spec, status)
-    return {key: entry}
+@kopf.on.cleanup(id="incident-queue")
+async def stop_incident_queue(memo, **_) -> None:
+    task = memo.get("incident_queue_task")
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
-@kopf.on.startup(id="metrics-index")
-async def expose_incident_index(memo, incident_states: kopf.Index, **_) -> None:
-    """Hands the index to the /metrics collector (kopf creates it empty before start-up and fills
-    it in place from its own listing, so this one object stays current)."""
-    memo.incident_index = incident_states
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def incident_event(event, memo, **_) -> None:
+    """Every change of every incident, and each one once at start-up (the re-list)."""
+    body = event.get("object") or {}
+    meta = body.get("metadata") or {}
+    key = (meta.get("namespace"), meta.get("name"))
+    if not key[1]:
+        return
+    if event.get("type") == "DELETED":
+        memo.incident_book.forget(*key)
+        memo.incident_queue.forget(key)
+        return
+    memo.incident_book.observe(body)
+    memo.incident_queue.offer(key, dict(body))

@@ -24,9 +24,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **
     settings.posting.level = logging.WARNING
     # One replica with Recreate (see the chart); no peering objects needed.
     settings.peering.standalone = True
-    # settings.queueing.worker_limit stays unset: with indexes, kopf's workers wait for the whole
-    # re-list to be indexed, so a limit below the object count deadlocks start-up (measured: 1,000
-    # incidents with a limit of 100 never started). Connections are bounded in runtime.py instead.
+    # settings.queueing.worker_limit stays unset: kopf's per-object workers only hand events to our
+    # queues (Incidents: services/incident_queue.py) or spawn a rule's daemon, so they are short;
+    # the work itself is bounded there, and connections in runtime.py.
     # A hopeless object must not be retried forever at full speed.
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # The watch-inactivity timeout added in kopf 1.44 (nolar/kopf#1120, #1267) stays at

@@ -30,6 +30,7 @@ from ..domain.conditions import set_condition
 from ..domain.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
 from ..domain.timeutil import format_time, format_time_precise, parse_time
 from . import alerts as correlation
+from .incident_book import IncidentBook, detected_summary
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
@@ -77,22 +78,25 @@ async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> 
     )
 
 
-def incidents_view(index: Mapping[Any, Any] | None, namespace: str, names: set[str]) -> dict[str, dom.IncidentView]:
-    """Reads what the kopf index knows of the rule's incidents (no API call)."""
+async def incidents_view(book: "IncidentBook | None", namespace: str, names: set[str]) -> dict[str, dom.IncidentView]:
+    """What the rule's incidents are now: from the incident book (no API call), or read from the API
+    for the few the book does not know yet (the operator's first seconds, while the re-list is
+    still arriving)."""
     views: dict[str, dom.IncidentView] = {}
-    if not index:
-        return views
-    for name in names:
-        store = index.get((namespace, name))
-        if not store:
-            continue
-        for item in store:
-            views[name] = dom.IncidentView(name=name, state=item["state"], resolved_at=item.get("resolvedAt"))
+    for name in sorted(names):
+        summary = book.detected(namespace, name) if book is not None else None
+        if summary is None and (book is None or not book.knows(namespace, name)):
+            body = await kube.get_object(kube.INCIDENTS, namespace, name)
+            if body is None or dom.RULE_LABEL not in ((body.get("metadata") or {}).get("labels") or {}):
+                continue  # as the book would say: gone, or not an incident a rule opened
+            summary = detected_summary(body.get("spec"), body.get("status"))
+        if summary is not None:
+            views[name] = dom.IncidentView(name=name, state=summary.state, resolved_at=summary.resolved_at)
     return views
 
 
 async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: OperatorConfig,
-                        prometheus: PrometheusClient, incident_index: Mapping[Any, Any] | None,
+                        prometheus: PrometheusClient, incident_book: "IncidentBook | None",
                         semaphore: asyncio.Semaphore, seasonal_cache: "SeasonalCache | None" = None) -> EvaluationResult:
     began = time.monotonic()
     now_dt = utcnow()
@@ -137,8 +141,8 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     previous_groups = list(status.get("groups") or [])
     names = {g.get("incident") for g in previous_groups if g.get("incident")}
     plan = dom.plan_evaluation(rule, previous_groups, samples, histories,
-                               incidents_view(incident_index, rule.namespace, names), now, seasonals)
-    dry_run_entries = await _carry_out(rule_body, rule, plan, config, incident_index, now)
+                               await incidents_view(incident_book, rule.namespace, names), now, seasonals)
+    dry_run_entries = await _carry_out(rule_body, rule, plan, config, incident_book, now)
 
     status["groups"] = plan.groups
     status["firingCount"] = plan.firing
@@ -215,7 +219,7 @@ async def _write_rule_status(rule_body: dict[str, Any], status: dict[str, Any]) 
 
 
 async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: OperatorConfig,
-                     incident_index, now: float) -> list[dict[str, Any]]:
+                     incident_book: "IncidentBook | None", now: float) -> list[dict[str, Any]]:
     dry_run: list[dict[str, Any]] = []
     graph_base = ((rule_body.get("spec") or {}).get("prometheus") or {}).get("graphURL") \
         or config.prometheus.external_url or ((rule_body.get("spec") or {}).get("prometheus") or {}).get("url") \
@@ -237,25 +241,20 @@ async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: Oper
                                 group["episodeState"] = {**group["episodeState"], "episode": episode}
             elif action.kind == "reopen":
                 await _reopen_incident(rule, action, graph_base, now)
-            elif action.kind == "update" and _needs_refresh(incident_index, rule.namespace, action, now):
+            elif action.kind == "update" and _needs_refresh(incident_book, rule.namespace, action, now):
                 await _update_signal(rule, action, graph_base, now)
         except kube.NotFound:
             log.info(f"Incident {rule.namespace}/{action.incident} is gone; not updating it")
     return dry_run
 
 
-def _needs_refresh(index, namespace: str, action: dom.Action, now: float) -> bool:
-    store = (index or {}).get((namespace, action.incident)) if index else None
-    if not store:
+def _needs_refresh(book: "IncidentBook | None", namespace: str, action: dom.Action, now: float) -> bool:
+    summary = book.detected(namespace, action.incident) if book is not None else None
+    if summary is None:
         return True
-    for item in store:
-        last_seen = item.get("lastSeen")
-        if item.get("value") != action.value or item.get("peak") != max(action.peak, action.value):
-            return True
-        if last_seen is None or now - last_seen >= SIGNAL_REFRESH_SECONDS:
-            return True
-        return False
-    return True
+    if summary.value != action.value or summary.peak != max(action.peak, action.value):
+        return True
+    return summary.last_seen is None or now - summary.last_seen >= SIGNAL_REFRESH_SECONDS
 
 
 async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float,
