@@ -177,3 +177,23 @@ def test_forget_drops_the_due_time_and_ignores_a_running_result():
 def test_concurrency_must_be_positive():
     with pytest.raises(ValueError):
         IncidentQueue(lambda key, body: None, concurrency=0)
+
+
+def test_start_runs_one_loop_however_often_it_is_called():
+    calls: list[str] = []
+
+    async def process(key, body):
+        calls.append(key)
+        return None
+
+    async def main():
+        queue = IncidentQueue(process)
+        for _ in range(5):  # each kopf worker calls start() with its own copy of the memo
+            queue.start()
+        loops = [t for t in asyncio.all_tasks() if t.get_name() == "incident queue"]
+        queue.offer("a", {})
+        await _until(lambda: calls == ["a"])
+        await queue.stop()
+        return len(loops)
+
+    assert run(main()) == 1

@@ -20,7 +20,6 @@ echo costs one pure reconcile and no write.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import datetime, timezone
 from typing import Any, Hashable
@@ -131,23 +130,21 @@ async def process_incident(memo: Any, key: Hashable, body: dict[str, Any] | None
 
 
 @kopf.on.startup(id="incident-queue")
-async def start_incident_queue(memo, **_) -> None:
-    """One book and one queue for all incidents, started before the watch delivers anything."""
+async def create_incident_queue(memo, **_) -> None:
+    """One book and one queue for all incidents, ready before the watch delivers anything."""
     memo.incident_book = IncidentBook()
 
     async def process(key: Hashable, body: dict[str, Any] | None) -> float | None:
         return await process_incident(memo, key, body)
 
     memo.incident_queue = IncidentQueue(process, concurrency=SYNC_CONCURRENCY)
-    memo.incident_queue_task = asyncio.create_task(memo.incident_queue.run(), name="incident queue")
 
 
 @kopf.on.cleanup(id="incident-queue")
 async def stop_incident_queue(memo, **_) -> None:
-    task = memo.get("incident_queue_task")
-    if task is not None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    queue = memo.get("incident_queue")
+    if queue is not None:
+        await queue.stop()
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -163,4 +160,9 @@ async def incident_event(event, memo, **_) -> None:
         memo.incident_queue.forget(key)
         return
     memo.incident_book.observe(body)
+    # Started from an event handler rather than at start-up: kopf.event() posts through a queue
+    # kopf binds (a context variable) only in its per-object tasks, and a task inherits the context
+    # it is created in. Started here, every sync can post its Events. (Idempotent: the per-object
+    # memo is a copy, so the queue itself remembers that it runs.)
+    memo.incident_queue.start()
     memo.incident_queue.offer(key, dict(body))

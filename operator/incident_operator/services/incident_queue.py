@@ -67,6 +67,18 @@ class IncidentQueue:
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task] = set()
         self._closed = False
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Runs :meth:`run` in a task of its own, once (later calls do nothing)."""
+        if self._task is None and not self._closed:
+            self._task = asyncio.create_task(self.run(), name="incident queue")
+
+    async def stop(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
     # -- what handlers call --------------------------------------------------------------------
 
