@@ -2,8 +2,8 @@
 
 Installed as ``memo.notifier`` by runtime.py. The Incident handlers call :meth:`Notifier.enqueue`
 after a status write that queued notifications and :meth:`Notifier.kick` whenever the object
-still has work (after a restart, on resume); the per-incident ``deadline-clock`` daemon also
-wakes at :meth:`Notifier.next_retry`. Each incident with work gets one worker task that:
+still has work (also after a restart, when the re-list passes every incident through the incident
+queue); the queue also wakes the incident at :meth:`Notifier.next_retry`. Each incident with work gets one worker task that:
 
 1. publishes the drafts (``<name>-drafts`` ConfigMap owned by the incident, ``status.drafts``)
    when the incident's state or generation changed since they were last rendered;
@@ -114,10 +114,10 @@ class Notifier:
         self._workers[key] = (task, event)
 
     def next_retry(self, status: Mapping[str, Any] | None) -> datetime | None:
-        """When the next pending notification is due, for the deadline-clock daemon's timer.
+        """When the next pending notification is due, for the incident queue's timer.
 
         Items already due are being handled by a worker (they were kicked), so only future
-        attempt times count; otherwise the daemon would spin until the worker claimed them.
+        attempt times count; otherwise the queue would spin until the worker claimed them.
         """
         now = self.clock()
         times = [at for at in (book_ops.attempt_time(item) for item in
