@@ -8,7 +8,8 @@ returns a :class:`Verdict`. Both are built from the plain dict found in a Detect
     Fires when ``value >= threshold.value`` ("15 tickets in 10 minutes"; the window lives in the
     rule's PromQL, e.g. ``sum(increase(tickets_total[10m]))``). Needs no history.
 
-``baseline`` -- a seasonal quantile envelope with a negative-binomial significance floor
+``baseline`` -- a seasonal quantile envelope with a negative-binomial significance floor (the
+    *spike* test), plus two-sided *shift* and *drop* tests (below)
     Let ``k = windowPoints``. The detector tests the *windowed count* ``c`` = the sum of the current
     sample and the ``k - 1`` samples before it (with a 5-minute step and ``k = 6``: the count in the
     last 30 minutes). Summing makes the test about a sustained burst rather than one noisy sample,
@@ -52,10 +53,26 @@ returns a :class:`Verdict`. Both are built from the plain dict found in a Detect
     Until R holds ``minReferencePoints`` windowed counts (a new series, or a gap), the detector
     never fires and reports ``ready = False`` and ``threshold = inf``.
 
+    Two-sided shape tests (the detector fires when the spike test above, the shift test or the
+    drop test fires; the reported Verdict is the test with the highest score, named in
+    ``Verdict.component``). Both use ``centre = median(log(1 + ref))`` and
+    ``scale = max(1.4826 * MAD(log(1 + ref)), minLogScale)``, ``expected = exp(centre) - 1``:
+
+    * shift (sustained rise): the count over the last ``shiftWindowPoints`` samples (3 h) against
+      the same-length counts ending within ``seasonalHalfWidthPoints`` of the same time of day on
+      the previous ``seasonalDays`` days; fires when
+      ``count >= max(exp(centre + shiftZ * scale) - 1, expected + minChange)``;
+    * drop (tickets stopped arriving): the count over the last ``dropWindowPoints`` samples (1 h)
+      against the non-overlapping trailing counts and the same-time-of-day counts; fires when
+      ``count <= min(exp(centre - dropZ * scale) - 1, expected - minChange)``.
+
+    Each is evaluated only once its reference holds ``minReferencePoints`` counts;
+    ``shiftWindowPoints: 0`` / ``dropWindowPoints: 0`` turn them off.
+
     Fetching: ``history_points = trailingPoints + 2 * windowPoints - 2`` trailing samples at the
     rule's evaluation step (298 at the defaults; one range query), plus one short range query per
-    seasonal day (``seasonal_windows``: ``2 * seasonalHalfWidthPoints + windowPoints`` samples
-    around now minus N days). All "points" are samples at the rule's step, so the defaults
+    seasonal day (``seasonal_windows``: ``2 * seasonalHalfWidthPoints + max(windowPoints,
+    shiftWindowPoints, dropWindowPoints)`` samples around now minus N days; 60 at the defaults). All "points" are samples at the rule's step, so the defaults
     (tuned for a 5-minute step) mean: 30-minute windows, a 24-hour trailing reference and +-1 hour
     around the same time on each of the last 7 days.
 
