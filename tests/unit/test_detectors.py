@@ -282,3 +282,138 @@ def test_verdict_is_a_frozen_value():
     v = Verdict(firing=True, value=3.0, expected=None, threshold=3.0, score=1.0)
     with pytest.raises(AttributeError):
         v.firing = False  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- shift and drop tests
+#
+# The spike test is switched off in some of these (minCount 1e9 only affects the spike test) so
+# that each shape test is exercised on its own; `component` says which test a verdict reports.
+
+PER_DAY = 288
+
+
+def _replay(det: BaselineDetector, series: list[float], start: int) -> list[Verdict]:
+    """Evaluate rows start.. of a regular 5-minute series, each seeing only earlier rows."""
+    out = []
+    for i in range(start, len(series)):
+        history = series[max(0, i - det.history_points) : i]
+        out.append(det.evaluate(series[i], history, seasonal_for(series, i, det, PER_DAY)))
+    return out
+
+
+def _shape_only(**fields) -> BaselineDetector:
+    det = build_detector({"type": "baseline", "baseline": {"minCount": 1e9, **fields}})
+    assert isinstance(det, BaselineDetector)
+    return det
+
+
+def _daily(rng: random.Random, days: int, night: float = 5.0, day: float = 40.0) -> list[float]:
+    """Poisson counts with a daily rhythm: `night` per sample at midnight, `day` at noon."""
+    out = []
+    for i in range(days * PER_DAY):
+        phase = (i % PER_DAY) / PER_DAY
+        lam = night + (day - night) * 0.5 * (1 - math.cos(2 * math.pi * phase))
+        out.append(float(poisson(rng, lam)))
+    return out
+
+
+def test_default_enables_the_shape_tests_within_the_fetch_budget():
+    det = build_detector(DEFAULT_DETECTOR_SPEC)
+    assert isinstance(det, BaselineDetector)
+    assert (det.shift_window_points, det.drop_window_points) == (36, 12)
+    assert det.history_points == 298  # unchanged by the shape tests; the operator fetches <= 300
+    # one short query per seasonal day: the longest window (36) plus +-12 samples around now - N days
+    assert len(det.seasonal_windows) == 7
+    for w in det.seasonal_windows:
+        assert (w.points_before, w.points_after) == (12 + 36 - 1, 12)
+
+
+def test_shift_fires_on_a_sustained_level_shift_up():
+    det = _shape_only()
+    series = [20.0] * (8 * PER_DAY)
+    start = len(series)
+    series += [200.0] * det.shift_window_points  # 10x for 3 hours
+    verdicts = _replay(det, series, start)
+    assert all(v.ready for v in verdicts)
+    assert not verdicts[5].firing  # 30 minutes of it is not a sustained shift yet
+    last = verdicts[-1]
+    assert last.firing and last.component == "shift"
+    assert last.value == pytest.approx(200.0 * 36)
+    assert last.expected == pytest.approx(20.0 * 36)
+    assert last.score >= 1.0
+
+
+def test_shift_ignores_a_moderate_rise():
+    det = _shape_only()
+    series = [20.0] * (8 * PER_DAY) + [60.0] * 36  # 3x for 3 hours: below e^(10 x 0.2) = 7.4x
+    assert not any(v.firing for v in _replay(det, series, 8 * PER_DAY))
+
+
+def test_drop_fires_when_tickets_stop_arriving():
+    det = _shape_only()
+    series = [20.0] * (2 * PER_DAY)
+    start = len(series)
+    series += [0.0] * det.drop_window_points  # intake broken for an hour
+    verdicts = _replay(det, series, start)
+    assert not verdicts[2].firing  # 15 minutes without tickets: 180 of the usual 240 in the hour
+    last = verdicts[-1]
+    assert last.firing and last.component == "drop"
+    assert last.value == 0 and last.expected == pytest.approx(240.0)
+    assert last.threshold < last.expected and last.score >= 1.0
+
+
+def test_default_detector_fires_on_a_drop_to_zero():
+    det = build_detector(DEFAULT_DETECTOR_SPEC)
+    assert isinstance(det, BaselineDetector)
+    series = [20.0] * (2 * PER_DAY) + [0.0] * 12
+    assert _replay(det, series, len(series) - 1)[-1].firing
+
+
+def test_shape_tests_quiet_on_a_steady_daily_rhythm():
+    """Nine days of Poisson counts rising from 5 to 40 per sample every day: nothing fires."""
+    rng = random.Random(11)
+    det = build_detector(DEFAULT_DETECTOR_SPEC)
+    assert isinstance(det, BaselineDetector)
+    series = _daily(rng, 9)
+    verdicts = _replay(det, series, 8 * PER_DAY)
+    assert all(v.ready for v in verdicts)
+    assert not any(v.firing for v in verdicts)
+
+
+def test_shape_tests_ignore_tiny_absolute_changes():
+    # two tickets every three hours; then 25 in three hours (12x, but only 23 more than usual)
+    det = _shape_only()
+    quiet = [1.0 if i % 18 == 0 else 0.0 for i in range(8 * PER_DAY)]
+    rise = quiet + [1.0] * 25 + [0.0] * 11
+    assert not any(v.firing for v in _replay(det, rise, len(quiet)))
+    # and a series that usually sees 2 tickets an hour going silent is no drop (minChange 30)
+    silent = [1.0 if i % 6 == 0 else 0.0 for i in range(2 * PER_DAY)] + [0.0] * 24
+    assert not any(v.firing for v in _replay(det, silent, 2 * PER_DAY))
+    # the same rise does fire once the minimum change is lowered: it was the floor that held it
+    low = _shape_only(minChange=10)
+    assert _replay(low, rise, len(rise) - 1)[-1].firing
+
+
+def test_shape_tests_can_be_switched_off():
+    det = _shape_only(shiftWindowPoints=0, dropWindowPoints=0)
+    series = [20.0] * (8 * PER_DAY) + [0.0] * 12 + [400.0] * 36
+    assert not any(v.firing for v in _replay(det, series, 8 * PER_DAY))
+    assert det.seasonal_windows[0].points_before == 12 + 6 - 1  # back to the spike test's own window
+
+
+@pytest.mark.parametrize(
+    "fields,needle",
+    [
+        ({"shiftZ": 0}, "detector.baseline.shiftZ must be between 1 and 100"),
+        ({"dropZ": "8"}, "detector.baseline.dropZ must be a number"),
+        ({"shiftWindowPoints": 145}, "detector.baseline.shiftWindowPoints must be between 0 and 144"),
+        ({"minLogScale": 0}, "detector.baseline.minLogScale must be between"),
+        ({"minChange": -1}, "detector.baseline.minChange must be between 0 and"),
+        ({"dropWindowPoints": 1.5}, "detector.baseline.dropWindowPoints must be an integer"),
+        ({"shiftWindowPoints": 36, "shiftwindowpoints": 36}, "unknown field(s) in detector.baseline: shiftwindowpoints"),
+    ],
+)
+def test_bad_shape_config_names_the_field(fields, needle):
+    with pytest.raises(InvalidDetector) as err:
+        build_detector({"type": "baseline", "baseline": fields})
+    assert needle in str(err.value)

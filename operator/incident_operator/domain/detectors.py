@@ -8,7 +8,8 @@ returns a :class:`Verdict`. Both are built from the plain dict found in a Detect
     Fires when ``value >= threshold.value`` ("15 tickets in 10 minutes"; the window lives in the
     rule's PromQL, e.g. ``sum(increase(tickets_total[10m]))``). Needs no history.
 
-``baseline`` -- a seasonal quantile envelope with a negative-binomial significance floor
+``baseline`` -- a seasonal quantile envelope with a negative-binomial significance floor (the
+    *spike* test), plus two-sided *shift* and *drop* tests (below)
     Let ``k = windowPoints``. The detector tests the *windowed count* ``c`` = the sum of the current
     sample and the ``k - 1`` samples before it (with a 5-minute step and ``k = 6``: the count in the
     last 30 minutes). Summing makes the test about a sustained burst rather than one noisy sample,
@@ -52,10 +53,26 @@ returns a :class:`Verdict`. Both are built from the plain dict found in a Detect
     Until R holds ``minReferencePoints`` windowed counts (a new series, or a gap), the detector
     never fires and reports ``ready = False`` and ``threshold = inf``.
 
+    Two-sided shape tests (the detector fires when the spike test above, the shift test or the
+    drop test fires; the reported Verdict is the test with the highest score, named in
+    ``Verdict.component``). Both use ``centre = median(log(1 + ref))`` and
+    ``scale = max(1.4826 * MAD(log(1 + ref)), minLogScale)``, ``expected = exp(centre) - 1``:
+
+    * shift (sustained rise): the count over the last ``shiftWindowPoints`` samples (3 h) against
+      the same-length counts ending within ``seasonalHalfWidthPoints`` of the same time of day on
+      the previous ``seasonalDays`` days; fires when
+      ``count >= max(exp(centre + shiftZ * scale) - 1, expected + minChange)``;
+    * drop (tickets stopped arriving): the count over the last ``dropWindowPoints`` samples (1 h)
+      against the non-overlapping trailing counts and the same-time-of-day counts; fires when
+      ``count <= min(exp(centre - dropZ * scale) - 1, expected - minChange)``.
+
+    Each is evaluated only once its reference holds ``minReferencePoints`` counts;
+    ``shiftWindowPoints: 0`` / ``dropWindowPoints: 0`` turn them off.
+
     Fetching: ``history_points = trailingPoints + 2 * windowPoints - 2`` trailing samples at the
     rule's evaluation step (298 at the defaults; one range query), plus one short range query per
-    seasonal day (``seasonal_windows``: ``2 * seasonalHalfWidthPoints + windowPoints`` samples
-    around now minus N days). All "points" are samples at the rule's step, so the defaults
+    seasonal day (``seasonal_windows``: ``2 * seasonalHalfWidthPoints + max(windowPoints,
+    shiftWindowPoints, dropWindowPoints)`` samples around now minus N days; 60 at the defaults). All "points" are samples at the rule's step, so the defaults
     (tuned for a 5-minute step) mean: 30-minute windows, a 24-hour trailing reference and +-1 hour
     around the same time on each of the last 7 days.
 
@@ -97,6 +114,9 @@ class Verdict:
     score: float  # higher = more anomalous; value / threshold (>= 1 exactly when firing)
     p_value: float | None = None  # upper-tail probability of `value` under the count model (baseline)
     ready: bool = True  # False while the detector lacks the history it needs (never fires then)
+    # which test this verdict reports (`baseline`): "spike", "shift" (sustained rise) or "drop";
+    # None for `threshold`. When several tests are evaluated, the one with the highest score.
+    component: str | None = None
 
 
 @dataclass(frozen=True)
@@ -281,6 +301,10 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
+#: 1.4826 x MAD estimates the standard deviation of a normal distribution.
+_MAD_TO_SIGMA = 1.4826
+
+
 def _window_sums(samples: Sequence[float], k: int, stop: int | None = None) -> list[float]:
     """Sums of every run of ``k`` consecutive samples, in order, of the first ``stop`` samples."""
     xs = samples if stop is None else samples[:stop]
@@ -310,29 +334,108 @@ class BaselineDetector:
     dispersion: float = 0.1
     max_p_value: float = 1e-6
     min_reference_points: int = 72
+    shift_window_points: int = 36
+    shift_z: float = 10.0
+    drop_window_points: int = 12
+    drop_z: float = 8.0
+    min_log_scale: float = 0.2
+    min_change: float = 30.0
 
     @property
     def history_points(self) -> int:
         # the current window's k-1 predecessors, then trailing_points windows that do not overlap it
+        # (the drop test reuses these samples; it never asks for more)
         return self.trailing_points + 2 * self.window_points - 2
 
     @property
+    def _seasonal_span(self) -> int:
+        """Longest window (in samples) cut from the seasonal day lists."""
+        return max(self.window_points, self.shift_window_points, self.drop_window_points)
+
+    @property
     def seasonal_windows(self) -> tuple[SeasonalWindow, ...]:
-        h, k = self.seasonal_half_width_points, self.window_points
-        return tuple(SeasonalWindow(86400.0 * d, h + k - 1, h) for d in range(1, self.seasonal_days + 1))
+        h, span = self.seasonal_half_width_points, self._seasonal_span
+        return tuple(SeasonalWindow(86400.0 * d, h + span - 1, h) for d in range(1, self.seasonal_days + 1))
+
+    def _seasonal_sums(self, seasonal: Sequence[Sequence[float]], k: int) -> list[float]:
+        """``k``-sample window counts ending within +-seasonalHalfWidthPoints of now - N days."""
+        need = 2 * self.seasonal_half_width_points + k  # the last samples of each day list
+        out: list[float] = []
+        for day in seasonal[: self.seasonal_days]:
+            out.extend(_window_sums(list(day[-need:]), k))
+        return out
+
+    def _trailing_sums(self, history: Sequence[float], k: int) -> list[float]:
+        """``k``-sample window counts of the recent past that do not overlap the tested window."""
+        hist = list(history[-self.history_points :])
+        ref = _window_sums(hist, k, stop=len(hist) - k + 1)
+        return ref[-self.trailing_points :]
 
     def reference(self, history: Sequence[float], seasonal: Sequence[Sequence[float]] = ()) -> list[float]:
-        """The windowed counts the baseline is learned from (unsorted)."""
+        """The windowed counts the spike test is learned from (unsorted)."""
         k = self.window_points
-        hist = list(history[-self.history_points :])
-        # only windows ending at least k samples before now, i.e. not overlapping the tested one
-        ref = _window_sums(hist, k, stop=len(hist) - k + 1)
-        ref = ref[-self.trailing_points :]
-        for day in seasonal[: self.seasonal_days]:
-            ref.extend(_window_sums(list(day), k))
-        return ref
+        return self._trailing_sums(history, k) + self._seasonal_sums(seasonal, k)
+
+    def _log_envelope(self, ref: list[float]) -> tuple[float, float, float] | None:
+        """(expected, log centre, log scale) of a reference, or None when it is too short."""
+        if len(ref) < self.min_reference_points:
+            return None
+        logs = sorted(math.log1p(max(r, 0.0)) for r in ref)
+        centre = _quantile(logs, 0.5)
+        mad = _quantile(sorted(abs(x - centre) for x in logs), 0.5)
+        return math.expm1(centre), centre, max(_MAD_TO_SIGMA * mad, self.min_log_scale)
+
+    def _shift(
+        self, value: float, history: Sequence[float], seasonal: Sequence[Sequence[float]]
+    ) -> Verdict | None:
+        """Sustained rise: the last shiftWindowPoints samples vs the same time of day on previous days."""
+        k = self.shift_window_points
+        if k <= 0 or len(history) < k - 1:
+            return None
+        env = self._log_envelope(self._seasonal_sums(seasonal, k))
+        if env is None:
+            return None
+        expected, centre, scale = env
+        count = float(value) + float(sum(history[len(history) - (k - 1) :])) if k > 1 else float(value)
+        threshold = max(math.expm1(centre + self.shift_z * scale), expected + self.min_change)
+        return Verdict(
+            firing=count >= threshold, value=count, expected=expected, threshold=threshold,
+            score=count / threshold if threshold > 0 else math.inf, component="shift",
+        )
+
+    def _drop(
+        self, value: float, history: Sequence[float], seasonal: Sequence[Sequence[float]]
+    ) -> Verdict | None:
+        """Drop: the last dropWindowPoints samples vs the recent past and the same time of day."""
+        k = self.drop_window_points
+        if k <= 0 or len(history) < k - 1:
+            return None
+        env = self._log_envelope(self._trailing_sums(history, k) + self._seasonal_sums(seasonal, k))
+        if env is None:
+            return None
+        expected, centre, scale = env
+        count = float(value) + float(sum(history[len(history) - (k - 1) :])) if k > 1 else float(value)
+        # fire when the count falls to `threshold` or below; a negative threshold never fires
+        threshold = min(math.expm1(centre - self.drop_z * scale), expected - self.min_change)
+        score = (threshold + 1.0) / (max(count, 0.0) + 1.0) if threshold >= 0 else 0.0
+        return Verdict(
+            firing=threshold >= 0 and count <= threshold, value=count, expected=expected,
+            threshold=threshold, score=score, component="drop",
+        )
 
     def evaluate(
+        self, value: float, history: Sequence[float], seasonal: Sequence[Sequence[float]] = ()
+    ) -> Verdict:
+        spike = self._spike(value, history, seasonal)
+        if not spike.ready:
+            return spike
+        best = spike
+        for other in (self._shift(value, history, seasonal), self._drop(value, history, seasonal)):
+            if other is not None and other.score > best.score:
+                best = other
+        return best
+
+    def _spike(
         self, value: float, history: Sequence[float], seasonal: Sequence[Sequence[float]] = ()
     ) -> Verdict:
         k = self.window_points
@@ -341,7 +444,8 @@ class BaselineDetector:
         ref = self.reference(history, seasonal)
         if len(ref) < self.min_reference_points or len(recent) < k - 1:
             return Verdict(
-                firing=False, value=count, expected=None, threshold=math.inf, score=0.0, ready=False
+                firing=False, value=count, expected=None, threshold=math.inf, score=0.0, ready=False,
+                component="spike",
             )
         ref.sort()
         expected = _quantile(ref, 0.5)
@@ -362,6 +466,7 @@ class BaselineDetector:
             threshold=threshold,
             score=count / threshold if threshold > 0 else math.inf,
             p_value=p_value,
+            component="spike",
         )
 
 
@@ -393,6 +498,18 @@ _BASELINE_FIELDS: tuple[tuple[str, str, type, Any, float, float, str], ...] = (
      "The count must also be this improbable under that negative binomial."),
     ("minReferencePoints", "min_reference_points", int, 72, 1, 2000,
      "Do not fire until the reference holds this many windowed counts (warm-up)."),
+    ("shiftWindowPoints", "shift_window_points", int, 36, 0, 144,
+     "Shift test: samples summed into the tested count (36 x 5m = 3 hours); 0 turns the test off."),
+    ("shiftZ", "shift_z", float, 10.0, 1.0, 100.0,
+     "Shift test: robust z-score (log scale) above the same time of day on previous days."),
+    ("dropWindowPoints", "drop_window_points", int, 12, 0, 144,
+     "Drop test: samples summed into the tested count (12 x 5m = 1 hour); 0 turns the test off."),
+    ("dropZ", "drop_z", float, 8.0, 1.0, 100.0,
+     "Drop test: robust z-score (log scale) below the recent past and the same time of day."),
+    ("minLogScale", "min_log_scale", float, 0.2, 0.01, 10.0,
+     "Shift and drop tests: floor of the robust log-scale spread (1.4826 x MAD of log(1 + count))."),
+    ("minChange", "min_change", float, 30.0, 0.0, 1e9,
+     "Shift and drop tests: the count must differ from the median by at least this many tickets."),
 )
 
 #: Defaults of the ``baseline`` block, camelCase.

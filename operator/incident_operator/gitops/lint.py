@@ -320,6 +320,13 @@ def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFac
                                       f"never be reached: the operator fetches at most {limit} recent values, which "
                                       f"give {trailing} reference windows (plus {seasonal} from previous days); the "
                                       "rule would never fire")
+        explicit = ((spec.get("detector") or {}).get("baseline") or {}) if isinstance(spec, Mapping) else {}
+        if (isinstance(explicit, Mapping) and explicit.get("shiftWindowPoints")
+                and detector.shift_window_points > 0 and detector.seasonal_days == 0):
+            add(("spec", "detector", "baseline", "shiftWindowPoints"),
+                "spec.detector.baseline.shiftWindowPoints is set but seasonalDays is 0: the shift test compares with "
+                "the same time of day on previous days, so it never fires; set seasonalDays >= 1 or "
+                "shiftWindowPoints: 0", WARNING)
 
     # Group labels the query drops: every series would land in one group.
     if rule.group_labels and facts.output_labels is not None:
