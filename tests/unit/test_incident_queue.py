@@ -197,3 +197,29 @@ def test_start_runs_one_loop_however_often_it_is_called():
         return len(loops)
 
     assert run(main()) == 1
+
+
+def test_the_echo_of_our_own_write_is_not_processed_again_but_a_newer_version_is():
+    calls: list[object] = []
+    queue_ref = {}
+
+    async def process(key, body):
+        calls.append(body["metadata"]["resourceVersion"])
+        queue_ref["q"].wrote(key, str(int(body["metadata"]["resourceVersion"]) + 1))  # our write: rv + 1
+        return time.time() + 3600
+
+    def version(rv):
+        return {"metadata": {"resourceVersion": rv}}
+
+    async def body(queue):
+        queue_ref["q"] = queue
+        queue.offer("a", version("1"))
+        await _until(lambda: calls == ["1"])
+        await asyncio.sleep(0.02)
+        queue.offer("a", version("2"))  # the echo of the write processing "1" made
+        await asyncio.sleep(0.05)
+        assert calls == ["1"]
+        queue.offer("a", version("5"))  # someone else changed it
+        await _until(lambda: calls == ["1", "5"])
+
+    run(_with_queue(process, body))

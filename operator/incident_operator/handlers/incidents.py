@@ -125,6 +125,7 @@ async def process_incident(memo: Any, key: Hashable, body: dict[str, Any] | None
     current, outcome = await sync_incident(body, memo, logger)
     if current is None or outcome is None:
         return None
+    memo.incident_queue.wrote(key, (current.get("metadata") or {}).get("resourceVersion"))
     due = _next_due(outcome, memo)
     return None if due is None else due.timestamp() + WAKE_MARGIN_SECONDS
 

@@ -50,6 +50,7 @@ class _Entry:
     dirty: bool = False  # offered while running: run again right after
     failures: int = 0
     forgotten: bool = False
+    written_version: str | None = None  # resourceVersion of the operator's own last write
     seq: int = field(default=0)  # identifies the live heap item for this entry
 
 
@@ -83,8 +84,15 @@ class IncidentQueue:
     # -- what handlers call --------------------------------------------------------------------
 
     def offer(self, key: Hashable, body: dict[str, Any] | None = None) -> None:
-        """The object changed: process it now (with ``body`` as its freshest state)."""
+        """The object changed: process it now (with ``body`` as its freshest state).
+
+        The echo of the operator's own last write (same resourceVersion as :meth:`wrote` noted)
+        is skipped: processing it would compute what the writer already computed.
+        """
         entry = self._entries.get(key)
+        version = ((body or {}).get("metadata") or {}).get("resourceVersion")
+        if entry is not None and version is not None and version == entry.written_version:
+            return
         if entry is None:
             entry = self._entries[key] = _Entry()
         entry.forgotten = False
@@ -94,6 +102,12 @@ class IncidentQueue:
             return
         entry.failures = 0
         self._schedule(key, entry, self._clock())
+
+    def wrote(self, key: Hashable, resource_version: str | None) -> None:
+        """The processing call for ``key`` wrote the object; its watch event will be an echo."""
+        entry = self._entries.get(key)
+        if entry is not None:
+            entry.written_version = resource_version
 
     def forget(self, key: Hashable) -> None:
         """The object is gone."""
