@@ -32,10 +32,12 @@ def main() -> int:
         run("control plane start-up", [str(HERE / "controlplane.py"), "--runs", "3" if quick else "5"]),
         run("detection quality on NAB (realTweets, realTraffic)", [str(HERE / "detection_quality.py"), args.nab]),
         run("detection latency vs a Prometheus alerting rule",
-            [str(HERE / "detection_latency.py"), "--spikes", "5" if quick else "20"]),
+            [str(HERE / "detection_latency.py"), "--spikes", "5" if quick else "20",
+             "--replicas", "3" if quick else "10"]),
         run("DetectionRules at scale", [str(HERE / "rules_scale.py"), "--rules", "100" if quick else "1000"]),
         run("open incidents at scale", [str(HERE / "incidents_scale.py"), "--incidents", "500" if quick else "10000",
-                                        "--throughput", "100" if quick else "1000"]),
+                                        "--throughput", "100" if quick else "1000"]
+            + ([] if quick else ["--lead", "320", "--deadline-spread", "240"])),
     ]
     return 0 if all(code == 0 for code in codes) else 1
 
