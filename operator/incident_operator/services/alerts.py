@@ -334,7 +334,7 @@ async def join_ticket_spike(config: Any, namespace: str, rule_name: str, fingerp
 
     Called by the detection engine under :data:`WRITE_LOCK` before it creates a spike incident.
     Idempotent: joining again (a retried evaluation) rewrites the same evidence and adds nothing to
-    the timeline. The incident gets the rule's labels, so the engine's index tracks it like its own.
+    the timeline. The incident gets the rule's labels, so the engine's incident book tracks it like its own.
     """
     settings = settings_of(config)
     if not settings.enabled or settings.correlation_window_s <= 0 or not service:
