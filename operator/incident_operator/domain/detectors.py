@@ -305,6 +305,11 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
 _MAD_TO_SIGMA = 1.4826
 
 
+def _recent_count(value: float, history: Sequence[float], k: int) -> float:
+    """The count over the last ``k`` samples ending now: ``value`` plus the ``k - 1`` before it."""
+    return float(value) + (float(sum(history[len(history) - (k - 1):])) if k > 1 else 0.0)
+
+
 def _window_sums(samples: Sequence[float], k: int, stop: int | None = None) -> list[float]:
     """Sums of every run of ``k`` consecutive samples, in order, of the first ``stop`` samples."""
     xs = samples if stop is None else samples[:stop]
@@ -396,7 +401,7 @@ class BaselineDetector:
         if env is None:
             return None
         expected, centre, scale = env
-        count = float(value) + float(sum(history[len(history) - (k - 1) :])) if k > 1 else float(value)
+        count = _recent_count(value, history, k)
         threshold = max(math.expm1(centre + self.shift_z * scale), expected + self.min_change)
         return Verdict(
             firing=count >= threshold, value=count, expected=expected, threshold=threshold,
@@ -414,7 +419,7 @@ class BaselineDetector:
         if env is None:
             return None
         expected, centre, scale = env
-        count = float(value) + float(sum(history[len(history) - (k - 1) :])) if k > 1 else float(value)
+        count = _recent_count(value, history, k)
         # fire when the count falls to `threshold` or below; a negative threshold never fires
         threshold = min(math.expm1(centre - self.drop_z * scale), expected - self.min_change)
         score = (threshold + 1.0) / (max(count, 0.0) + 1.0) if threshold >= 0 else 0.0
@@ -439,10 +444,9 @@ class BaselineDetector:
         self, value: float, history: Sequence[float], seasonal: Sequence[Sequence[float]] = ()
     ) -> Verdict:
         k = self.window_points
-        recent = list(history[-(k - 1) :]) if k > 1 else []
-        count = float(value) + float(sum(recent))
+        count = _recent_count(value, history, k)
         ref = self.reference(history, seasonal)
-        if len(ref) < self.min_reference_points or len(recent) < k - 1:
+        if len(ref) < self.min_reference_points or len(history) < k - 1:
             return Verdict(
                 firing=False, value=count, expected=None, threshold=math.inf, score=0.0, ready=False,
                 component="spike",
