@@ -33,8 +33,8 @@ sys.path.insert(0, str(HERE))
 from nab_scoring import FileScore, Score, combine, load_labels, parse_ts, score_file  # noqa: E402
 
 from incident_operator.cli.backtest import read_series, replay  # noqa: E402
-from incident_operator.domain.detectors import DEFAULT_DETECTOR_SPEC, build_detector  # noqa: E402
-from incident_operator.domain.durations import parse_duration  # noqa: E402
+from incident_operator.domain.detection.detectors import DEFAULT_DETECTOR_SPEC, build_detector  # noqa: E402
+from incident_operator.domain.common.durations import parse_duration  # noqa: E402
 
 CATEGORIES = ("realTweets", "realTraffic")
 

@@ -14,11 +14,11 @@ from typing import Any, Mapping
 
 import yaml
 
-from .domain.calendar import BusinessCalendar
-from .domain.deadlines import DeadlinePolicy
-from .domain.lifecycle import LifecycleSettings
-from .domain.notifications import DeliverySettings
-from .domain.timeline import DEFAULT_TIMELINE_LIMIT
+from .domain.incident.calendar import BusinessCalendar
+from .domain.incident.deadlines import DeadlinePolicy
+from .domain.incident.lifecycle import LifecycleSettings
+from .domain.notify.book import DeliverySettings
+from .domain.incident.timeline import DEFAULT_TIMELINE_LIMIT
 
 CONFIG_ENV = "INCIDENT_OPERATOR_CONFIG"
 KNOWN_KEYS = {
@@ -86,7 +86,7 @@ class OperatorConfig:
                 raise ConfigError("timelineLimit must be between 1 and 100 (the CRD bounds status.timeline)")
             detection = dict(data.get("detection") or {})
             # Refuse a bad ``alertmanager`` block at load time (the namespace is checked at start-up).
-            from .domain.alerts import parse_settings as parse_alertmanager_settings
+            from .domain.alerts.alertmanager import parse_settings as parse_alertmanager_settings
 
             parse_alertmanager_settings(data.get("alertmanager") or {}, require_namespace=False)
             return cls(

@@ -43,7 +43,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from .domain.priority import effective_priority
+from .domain.incident.priority import effective_priority
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
 OPEN_STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated", "Resolved")

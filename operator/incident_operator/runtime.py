@@ -52,7 +52,7 @@ def new_series_delay(config: OperatorConfig) -> float:
     value = (config.raw.get("metrics") or {}).get("newSeriesDelay", metrics.DEFAULT_NEW_SERIES_DELAY)
     try:
         if isinstance(value, str):
-            from .domain.durations import parse_duration
+            from .domain.common.durations import parse_duration
 
             seconds = parse_duration(value)
         else:
@@ -93,7 +93,7 @@ async def start_metrics_server(config: OperatorConfig, memo: kopf.Memo) -> web.A
 
 def alert_settings(config: OperatorConfig, namespaces: tuple[str, ...]):
     """The ``alertmanager`` settings, with the incidents' namespace checked against the watched ones."""
-    from .domain.alerts import InvalidSettings, parse_settings
+    from .domain.alerts.alertmanager import InvalidSettings, parse_settings
 
     try:
         settings = parse_settings(config.alertmanager, fallback_namespace=namespaces[0] if len(namespaces) == 1 else None)

@@ -227,7 +227,7 @@ def test_alertmanager_receiver_is_off_by_default():
 
 
 def test_alertmanager_receiver_render_has_port_service_and_token_mount():
-    from incident_operator.domain.alerts import parse_settings
+    from incident_operator.domain.alerts.alertmanager import parse_settings
     from incident_operator.runtime import alert_settings
 
     docs = chart.documents(chart.render(values=ALERTMANAGER))

@@ -1,4 +1,4 @@
-"""Unit tests for domain/alerts.py: settings, payload validation, mapping, merging, correlation."""
+"""Unit tests for domain/alerts/alertmanager.py: settings, payload validation, mapping, merging, correlation."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from incident_operator.domain import alerts as dom
-from incident_operator.domain.lifecycle import DETECTED_AT_ANNOTATION
+from incident_operator.domain.alerts import alertmanager as dom
+from incident_operator.domain.incident.lifecycle import DETECTED_AT_ANNOTATION
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
@@ -292,9 +292,9 @@ def test_the_operator_priority_annotation_is_the_detection_engines():
 # -- the lifecycle side of "time to detect uses the earliest signal" --------------------------------------
 
 def test_lifecycle_moves_detected_at_earlier_never_later():
-    from incident_operator.domain.calendar import BusinessCalendar
-    from incident_operator.domain.deadlines import DeadlinePolicy
-    from incident_operator.domain.lifecycle import LifecycleSettings, reconcile_incident
+    from incident_operator.domain.incident.calendar import BusinessCalendar
+    from incident_operator.domain.incident.deadlines import DeadlinePolicy
+    from incident_operator.domain.incident.lifecycle import LifecycleSettings, reconcile_incident
 
     settings_ = LifecycleSettings(calendar=BusinessCalendar.from_dict({}), policy=DeadlinePolicy.from_dict({}))
     now = T0 + timedelta(minutes=10)

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from incident_operator.cli.backtest import main, replay
-from incident_operator.domain.detectors import build_detector
-from incident_operator.domain.durations import format_duration, parse_duration
+from incident_operator.domain.detection.detectors import build_detector
+from incident_operator.domain.common.durations import format_duration, parse_duration
 
 START = datetime(2015, 3, 1, tzinfo=timezone.utc)
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from incident_operator.domain import calendar as calmod
-from incident_operator.domain.calendar import BusinessCalendar
+from incident_operator.domain.incident import calendar as calmod
+from incident_operator.domain.incident.calendar import BusinessCalendar
 
 BERLIN = ZoneInfo("Europe/Berlin")
 LONDON = ZoneInfo("Europe/London")

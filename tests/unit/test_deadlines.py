@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incident_operator.domain.calendar import BusinessCalendar
-from incident_operator.domain.deadlines import (
+from incident_operator.domain.incident.calendar import BusinessCalendar
+from incident_operator.domain.incident.deadlines import (
     DEFAULT_CALENDAR,
     DEFAULT_POLICY,
     DeadlinePolicy,
@@ -101,7 +101,7 @@ def test_format_duration_round_trip(seconds: float) -> None:
 
 def test_duration_syntax_is_the_shared_one() -> None:
     """Config durations use the same language as manifest durations (domain.durations)."""
-    from incident_operator.domain import durations
+    from incident_operator.domain.common import durations
 
     for text in ("0", "0s", "30s", "10m", "1h30m", "1d", "1500ms"):
         assert parse_duration(text) == timedelta(seconds=durations.parse_duration(text))

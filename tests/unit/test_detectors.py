@@ -1,4 +1,4 @@
-"""Unit tests for incident_operator.domain.detectors (pure; no cluster, no NAB data)."""
+"""Unit tests for incident_operator.domain.detection.detectors (pure; no cluster, no NAB data)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incident_operator.domain.detectors import (
+from incident_operator.domain.detection.detectors import (
     BASELINE_DEFAULTS,
     DEFAULT_DETECTOR_SPEC,
     BaselineDetector,

@@ -1,4 +1,4 @@
-"""Unit tests for incident_operator.domain.episodes (pure state machine, fixed clock)."""
+"""Unit tests for incident_operator.domain.detection.episodes (pure state machine, fixed clock)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from incident_operator.domain.episodes import (
+from incident_operator.domain.detection.episodes import (
     FIRING,
     INACTIVE,
     PENDING,

@@ -1,11 +1,11 @@
-"""The hand-off packet (domain/handoff.py): every field the next responder needs, as JSON and Markdown."""
+"""The hand-off packet (domain/notify/handoff.py): every field the next responder needs, as JSON and Markdown."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
 
-from incident_operator.domain import handoff
+from incident_operator.domain.notify import handoff
 
 NOW = datetime(2026, 1, 5, 9, 10, tzinfo=timezone.utc)
 SIGNAL = {"rule": "support/login-tickets", "query": 'sum(increase(tickets_total{topic="login"}[10m]))',

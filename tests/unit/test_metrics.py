@@ -9,10 +9,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from incident_operator import metrics
-from incident_operator.domain.calendar import BusinessCalendar
-from incident_operator.domain.deadlines import DeadlinePolicy
-from incident_operator.domain.lifecycle import LifecycleSettings, reconcile_incident
-from incident_operator.domain.timeutil import format_time
+from incident_operator.domain.incident.calendar import BusinessCalendar
+from incident_operator.domain.incident.deadlines import DeadlinePolicy
+from incident_operator.domain.incident.lifecycle import LifecycleSettings, reconcile_incident
+from incident_operator.domain.common.timeutil import format_time
 
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=timezone.utc)  # a Monday
 SETTINGS = LifecycleSettings(

@@ -1,4 +1,4 @@
-"""Delivery bookkeeping (domain/notifications.py): queueing in the lifecycle write, claims, retry
+"""Delivery bookkeeping (domain/notify/book.py): queueing in the lifecycle write, claims, retry
 with backoff, giving up, policy/level selection, and that everything written is in the CRD schema."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from incident_operator.domain import notifications as n
-from incident_operator.domain.calendar import BusinessCalendar
-from incident_operator.domain.deadlines import DeadlinePolicy
-from incident_operator.domain.lifecycle import LifecycleSettings, Notification, reconcile_incident
-from incident_operator.domain.timeutil import format_time, parse_time
+from incident_operator.domain.notify import book as n
+from incident_operator.domain.incident.calendar import BusinessCalendar
+from incident_operator.domain.incident.deadlines import DeadlinePolicy
+from incident_operator.domain.incident.lifecycle import LifecycleSettings, Notification, reconcile_incident
+from incident_operator.domain.common.timeutil import format_time, parse_time
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
 FAST = n.DeliverySettings(initial_backoff=timedelta(seconds=1), max_backoff=timedelta(seconds=30), jitter=0.0,

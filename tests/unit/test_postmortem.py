@@ -1,10 +1,10 @@
-"""The post-incident review document (domain/postmortem.py)."""
+"""The post-incident review document (domain/incident/postmortem.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from incident_operator.domain import postmortem
+from incident_operator.domain.incident import postmortem
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
 REVIEW = {

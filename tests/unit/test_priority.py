@@ -9,8 +9,8 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from incident_operator.domain import priority as prio
-from incident_operator.domain.priority import (
+from incident_operator.domain.incident import priority as prio
+from incident_operator.domain.incident.priority import (
     PRIORITIES,
     PRIORITY_MATRIX,
     Impact,

@@ -1,4 +1,4 @@
-"""Customer-communication drafts (domain/comms.py): each state in the Statuspage vocabulary, custom
+"""Customer-communication drafts (domain/notify/comms.py): each state in the Statuspage vocabulary, custom
 templates, and a sandbox that hostile templates or field values cannot escape."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from incident_operator.domain import comms
+from incident_operator.domain.notify import comms
 
 NOW = datetime(2026, 3, 2, 11, 0, tzinfo=timezone.utc)
 

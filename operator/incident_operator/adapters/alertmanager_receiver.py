@@ -4,7 +4,7 @@ Checks, in this order, each with a clear 4xx that Alertmanager logs and does not
 401 missing or wrong bearer token (``Authorization: Bearer <token>``, compared in constant time);
 415 a Content-Type other than application/json; 413 a body over ``maxBodyBytes`` (by
 Content-Length, and while reading, for chunked bodies); 400 malformed JSON or not a webhook
-notification (domain/alerts.py says what is wrong). A failure to write to Kubernetes is a 503, which
+notification (domain/alerts/alertmanager.py says what is wrong). A failure to write to Kubernetes is a 503, which
 Alertmanager retries. The token comes from a mounted Secret file (re-read on every request, so a
 rotated Secret is picked up) or from a Secret read through the API (cached for a short while).
 """
@@ -20,7 +20,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from ..domain import alerts as dom
+from ..domain.alerts import alertmanager as dom
 
 log = logging.getLogger(__name__)
 SECRET_CACHE_SECONDS = 30.0

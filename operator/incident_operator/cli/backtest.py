@@ -1,7 +1,7 @@
 """Backtest a DetectionRule's detector on recorded series.
 
-Replays a CSV series (``timestamp,value``) through the SAME detector (``domain.detectors``) and
-episode state machine (``domain.episodes``) the operator runs, and writes ``timestamp,value,alarm``
+Replays a CSV series (``timestamp,value``) through the SAME detector (``domain.detection.detectors``) and
+episode state machine (``domain.detection.episodes``) the operator runs, and writes ``timestamp,value,alarm``
 where ``alarm`` is 1 on each row at which the group is Firing (the detector's condition holds and
 has held for the rule's ``spec.for``).
 
@@ -34,15 +34,15 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 import yaml
 
-from incident_operator.domain.detectors import (
+from incident_operator.domain.detection.detectors import (
     DEFAULT_DETECTOR_SPEC,
     Detector,
     InvalidDetector,
     Verdict,
     build_detector,
 )
-from incident_operator.domain.durations import parse_duration
-from incident_operator.domain.episodes import FIRING, EpisodeState, step
+from incident_operator.domain.common.durations import parse_duration
+from incident_operator.domain.detection.episodes import FIRING, EpisodeState, step
 
 __all__ = ["main", "replay", "RuleSettings", "load_rule", "read_series", "parse_timestamp", "ReplayRow"]
 

@@ -13,7 +13,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..domain import comms
+from ..domain.notify import comms
 from .common import CommandError, add_cluster_arguments, api_client, default_namespace, read_incident, run_command
 
 

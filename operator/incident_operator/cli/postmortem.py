@@ -11,7 +11,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..domain.postmortem import build_postmortem
+from ..domain.incident.postmortem import build_postmortem
 from .common import add_cluster_arguments, read_incident, run_command
 
 

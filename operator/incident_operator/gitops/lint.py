@@ -7,7 +7,7 @@ Each document of our API group goes through, in order:
    strict field validation), after which the schema's defaults are filled in;
 3. the CRD's CEL rules (``x-kubernetes-validations``), evaluated with cel-python; transition rules
    (``oldSelf``) need the stored object and are left to the API server;
-4. for a DetectionRule, what the operator checks (``domain.detection``): PromQL syntax, the detector
+4. for a DetectionRule, what the operator checks (``domain.detection.rules``): PromQL syntax, the detector
    configuration, templates; then semantic checks of rules that would be accepted but would not do
    what their author meant (see :func:`_rule_semantics`);
 5. for an Incident, a few semantic checks (a future ``startedAt``, a priority contradicting
@@ -26,9 +26,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from ..domain import detection as dom
-from ..domain.detectors import DEFAULT_DETECTOR_SPEC, BaselineDetector, InvalidDetector, ThresholdDetector, build_detector
-from ..domain.durations import format_duration
+from ..domain.detection import rules as dom
+from ..domain.detection.detectors import DEFAULT_DETECTOR_SPEC, BaselineDetector, InvalidDetector, ThresholdDetector, build_detector
+from ..domain.common.durations import format_duration
 from .crds import CrdVersion, apply_defaults, cel_violations, load_crds
 from .querytools import QueryFacts, analyse
 from .validate import validate
@@ -382,7 +382,7 @@ def _priority_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], add) -> Non
 
 
 def _incident_semantics(spec: Mapping[str, Any], add) -> None:
-    from ..domain.priority import priority_from_matrix
+    from ..domain.incident.priority import priority_from_matrix
 
     started = spec.get("startedAt")
     if isinstance(started, str):

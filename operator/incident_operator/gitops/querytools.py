@@ -46,7 +46,7 @@ def _seconds(delta) -> float:
 
 
 def _text(seconds: float) -> str:
-    from ..domain.durations import format_duration
+    from ..domain.common.durations import format_duration
 
     return "[" + format_duration(seconds) + "]"
 

@@ -3,7 +3,7 @@
 A test gives, per group, the values the rule's **query returns** at consecutive evaluations
 (PromQL cannot be evaluated offline, so the test starts from the query's output), and the
 incidents expected at given times. The runner replays the values through
-``domain.detection.plan_evaluation`` -- the function the operator's detection engine calls at every
+``domain.detection.rules.plan_evaluation`` -- the function the operator's detection engine calls at every
 evaluation: the same detector, ``episodes.step`` state machine (``for``, cooldown, recovery
 window), group identity, incident names, priority bands and templates -- and carries out the
 resulting actions the way ``services/detection.py`` does (create once per name, reopen a Resolved
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..domain import detection as dom
-from ..domain.durations import format_duration, parse_duration
+from ..domain.detection import rules as dom
+from ..domain.common.durations import format_duration, parse_duration
 from .crds import apply_defaults, load_crds
 from .yamlmarks import Document, YamlError, load_documents
 

@@ -15,9 +15,9 @@ import kopf
 
 from ..adapters import kube
 from .waiting import sleep_until_woken
-from ..domain import detection as dom
-from ..domain.conditions import set_condition
-from ..domain.lifecycle import status_patch
+from ..domain.detection import rules as dom
+from ..domain.common.conditions import set_condition
+from ..domain.incident.lifecycle import status_patch
 from ..services import detection as engine
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.RULES

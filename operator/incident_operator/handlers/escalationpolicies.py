@@ -13,8 +13,8 @@ from typing import Any
 import kopf
 
 from ..adapters import kube, notify
-from ..domain.conditions import set_condition
-from ..domain.lifecycle import status_patch
+from ..domain.common.conditions import set_condition
+from ..domain.incident.lifecycle import status_patch
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, notify.POLICIES
 RECHECK_SECONDS = 300

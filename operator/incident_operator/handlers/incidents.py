@@ -28,7 +28,7 @@ import kopf
 
 from .. import metrics
 from ..adapters import kube
-from ..domain.lifecycle import Outcome, reconcile_incident, status_patch
+from ..domain.incident.lifecycle import Outcome, reconcile_incident, status_patch
 from ..services.incident_book import IncidentBook
 from ..services.incident_queue import IncidentQueue
 

@@ -30,12 +30,12 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from ..adapters import kube
-from ..domain import alerts as dom
-from ..domain.detection import FINGERPRINT_LABEL, RULE_LABEL
-from ..domain.durations import format_duration
-from ..domain.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
-from ..domain.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
-from ..domain.timeutil import format_time, parse_time
+from ..domain.alerts import alertmanager as dom
+from ..domain.detection.rules import FINGERPRINT_LABEL, RULE_LABEL
+from ..domain.common.durations import format_duration
+from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
+from ..domain.incident.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
+from ..domain.common.timeutil import format_time, parse_time
 
 log = logging.getLogger(__name__)
 # Same annotation as services/detection.py: the priority the operator last set by itself. While

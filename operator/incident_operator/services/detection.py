@@ -24,11 +24,11 @@ from .. import metrics
 from ..adapters import kube
 from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
 from ..config import OperatorConfig
-from ..domain import detection as dom
-from ..domain.alerts import SERVICE_LABEL
-from ..domain.conditions import set_condition
-from ..domain.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
-from ..domain.timeutil import format_time, format_time_precise, parse_time
+from ..domain.detection import rules as dom
+from ..domain.alerts.alertmanager import SERVICE_LABEL
+from ..domain.common.conditions import set_condition
+from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
+from ..domain.common.timeutil import format_time, format_time_precise, parse_time
 from . import alerts as correlation
 from .incident_book import IncidentBook, detected_summary
 
@@ -67,7 +67,7 @@ async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> 
                                                  f"{type(error).__name__}") from None
     timeout = config.prometheus.timeout_seconds
     if override.get("timeout"):
-        from ..domain.durations import parse_duration
+        from ..domain.common.durations import parse_duration
         timeout = parse_duration(override["timeout"])
     return Endpoint(
         url=str(override.get("url") or config.prometheus.url),

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .. import metrics
-from ..domain.detection import RULE_LABEL
-from ..domain.timeutil import parse_time
+from ..domain.detection.rules import RULE_LABEL
+from ..domain.common.timeutil import parse_time
 
 
 @dataclass(frozen=True)

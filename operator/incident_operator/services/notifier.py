@@ -13,7 +13,7 @@ queue); the queue also wakes the incident at :meth:`Notifier.next_retry`. Each i
    conditional write (delivered, or the redacted error and the next attempt time);
 3. sleeps until the next retry is due, or exits when nothing is pending.
 
-Every decision is in domain/notifications.py; everything the worker knows is re-read from the
+Every decision is in domain/notify/book.py; everything the worker knows is re-read from the
 incident, so a SIGKILL at any point loses nothing and repeats nothing that was recorded.
 Nothing here raises into the lifecycle: failures become status, timeline entries and logs.
 """
@@ -32,10 +32,10 @@ from typing import Any, Callable, Mapping
 
 from ..adapters import kube, notify
 from ..config import OperatorConfig
-from ..domain import comms, handoff
-from ..domain import notifications as book_ops
-from ..domain.lifecycle import STATE_INDEX
-from ..domain.timeutil import format_time
+from ..domain.notify import comms, handoff
+from ..domain.notify import book as book_ops
+from ..domain.incident.lifecycle import STATE_INDEX
+from ..domain.common.timeutil import format_time
 
 log = logging.getLogger(__name__)
 INCIDENTS = kube.INCIDENTS

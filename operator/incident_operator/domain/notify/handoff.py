@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping
 
-from .timeutil import format_time, parse_time
+from ..common.timeutil import format_time, parse_time
 
 SCHEMA = "incidents.buttercream.io/handoff/v1"
 MAX_ACCOUNTS = 50

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from .timeutil import format_time, parse_time
+from ..common.timeutil import format_time, parse_time
 
 KINDS = ("status-update", "resolution", "follow-up")
 PUBLIC_STATES = ("investigating", "identified", "monitoring", "resolved")

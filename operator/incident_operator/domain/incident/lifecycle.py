@@ -15,12 +15,12 @@ from typing import Any, Mapping
 
 from . import deadlines as dl
 from .calendar import BusinessCalendar
-from .conditions import find_condition, set_condition
-from .notifications import queue as queue_notifications
+from ..common.conditions import find_condition, set_condition
+from ..notify.book import queue as queue_notifications
 from .priority import effective_priority, severity_of
 from .review import open_action_items, review_missing, review_required
 from .timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
-from .timeutil import format_time, format_time_precise, parse_time
+from ..common.timeutil import format_time, format_time_precise, parse_time
 
 STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated", "Resolved", "Closed")
 STATE_INDEX = {name: index for index, name in enumerate(STATES)}
@@ -63,7 +63,7 @@ class Notification:
     """A notification the hand-off machinery must deliver once (key is unique per incident).
 
     ``reconcile_incident`` queues each one in ``status.notifications.pending`` (see
-    domain/notifications.py); ``Outcome.notifications`` lists only those newly queued.
+    domain/notify/book.py); ``Outcome.notifications`` lists only those newly queued.
     """
 
     key: str

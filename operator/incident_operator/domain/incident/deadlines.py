@@ -9,7 +9,7 @@ Deadline forms
 Each per-priority entry of a :class:`DeadlinePolicy` is a string in one of these forms:
 
 ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"``, ``"1d"``
-    Elapsed (wall-clock, 24x7) time, in the project's duration syntax (``domain.durations``, the
+    Elapsed (wall-clock, 24x7) time, in the project's duration syntax (``domain.common.durations``, the
     same as in the CRDs): integer parts ``<n><unit>``, units ``d`` (24 h), ``h``, ``m``, ``s``,
     ``ms``, largest unit first, each at most once. ``"0s"`` means "at detection". A bare number
     in YAML/JSON (``300``) is taken as seconds.
@@ -55,7 +55,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
-from . import durations as _durations
+from ..common import durations as _durations
 from .calendar import BusinessCalendar
 from .priority import parse_priority
 
@@ -81,7 +81,7 @@ _FORMAT_UNITS_MS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 10
 def parse_duration(value: str | int | float | timedelta, *, field: str = "duration") -> timedelta:
     """``"30s"``, ``"10m"``, ``"1h30m"``, ``"1d"``, ``"1500ms"`` -> ``timedelta``.
 
-    Strings use the project's one duration language, :func:`incident_operator.domain.durations.
+    Strings use the project's one duration language, :func:`incident_operator.domain.common.durations.
     parse_duration` (integer parts, units ``d`` = 24 h, ``h``, ``m``, ``s``, ``ms``, largest first,
     each at most once; ``"0"`` is zero) -- the same syntax as durations in the CRDs. Ints/floats
     (a bare number in YAML) are seconds; a ``timedelta`` passes through. Negative values are

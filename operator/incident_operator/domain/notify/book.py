@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
-from .conditions import find_condition, set_condition
-from .durations import parse_duration
-from .timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
-from .timeutil import format_time, format_time_precise, parse_time
+from ..common.conditions import find_condition, set_condition
+from ..common.durations import parse_duration
+from ..incident.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
+from ..common.timeutil import format_time, format_time_precise, parse_time
 
 MAX_PENDING = 50  # status.notifications.pending maxItems
 MAX_DELIVERED = 100  # status.notifications.delivered maxItems

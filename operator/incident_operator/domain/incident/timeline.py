@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .timeutil import format_time
+from ..common.timeutil import format_time
 
 DEFAULT_TIMELINE_LIMIT = 100
 MESSAGE_LIMIT = 1000

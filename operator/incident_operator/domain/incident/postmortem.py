@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from .priority import effective_priority, severity_of
 from .review import review_missing, review_required
-from .timeutil import parse_time
+from ..common.timeutil import parse_time
 
 MEASURES = (
     ("Time to detect", "detectedAt"),

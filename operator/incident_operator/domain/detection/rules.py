@@ -18,10 +18,10 @@ from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
 from .detectors import DEFAULT_DETECTOR_SPEC, Detector, InvalidDetector, Verdict, build_detector
-from .durations import parse_duration
+from ..common.durations import parse_duration
 from .episodes import FIRING, INACTIVE, EpisodeState, mark_resolved, step
-from .textrender import TemplateError, render_text
-from .timeutil import format_time
+from ..common.textrender import TemplateError, render_text
+from ..common.timeutil import format_time
 
 MAX_GROUPS = 100
 MAX_DRY_RUN = 20

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
-from .durations import parse_duration
-from .lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
-from .timeutil import format_time_precise, parse_time
+from ..common.durations import parse_duration
+from ..incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
+from ..common.timeutil import format_time_precise, parse_time
 
 # Labels the operator puts on the incidents it creates.
 SERVICE_LABEL = "incidents.buttercream.io/service"
