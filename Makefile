@@ -13,7 +13,9 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@# Colour only on a terminal and never with NO_COLOR (https://no-color.org): piped help stays plain text.
+	@if [ -t 1 ] && [ -z "$${NO_COLOR:-}" ]; then on='\033[36m'; off='\033[0m'; else on=; off=; fi; \
+	awk -v on="$$on" -v off="$$off" 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %s%-18s%s %s\n", on, $$1, off, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
 	@echo "==> Python virtualenv in $(VENV) with the project and its test extra"
@@ -42,8 +44,12 @@ controlplane: ## Build kube-apiserver and etcd from the pinned Go modules (skipp
 helm: ## Build the pinned helm from the Go module proxy (skipped when current; cached outside the repo)
 	@bash tests/tools/build-helm.sh >/dev/null
 
+.PHONY: kstatus
+kstatus: ## Build the kstatus checker the GitOps health test uses (skipped when current)
+	@bash tests/kstatus/build.sh >/dev/null
+
 .PHONY: deps
-deps: venv apt-deps controlplane helm ## Everything the tests need: venv, Debian packages, control plane, helm
+deps: venv apt-deps controlplane helm kstatus ## Everything the tests need: venv, Debian packages, control plane, helm, kstatus
 
 .PHONY: test
 test: deps ## Run every test: unit, then integration against a real control plane and Prometheus

@@ -16,7 +16,7 @@ import kopf
 from ..adapters import kube
 from .waiting import sleep_until_woken
 from ..domain.detection import rules as dom
-from ..domain.common.conditions import set_condition
+from ..domain.common.conditions import set_condition, with_progress
 from ..domain.incident.lifecycle import status_patch
 from ..services import detection as engine
 
@@ -35,7 +35,9 @@ async def _write_invalid(body: dict[str, Any], message: str) -> None:
     now = datetime.now(timezone.utc)
     generation = body["metadata"].get("generation")
     status = dict(body.get("status") or {})
-    conditions = set_condition(status.get("conditions"), "Ready", False, "Invalid", message, now, generation)
+    conditions = with_progress(
+        set_condition(status.get("conditions"), "Ready", False, "Invalid", message, now, generation),
+        now, generation, stalled=("Invalid", message))
     new = {**status, "conditions": conditions, "observedGeneration": generation}
     patch = status_patch(status, new)
     if patch:

@@ -13,7 +13,7 @@ from typing import Any
 import kopf
 
 from ..adapters import kube, notify
-from ..domain.common.conditions import set_condition
+from ..domain.common.conditions import set_condition, with_progress
 from ..domain.incident.lifecycle import status_patch
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, notify.POLICIES
@@ -33,13 +33,15 @@ async def check(body: dict[str, Any], logger) -> None:
     else:
         message = f"{levels} level(s), {channels} channel(s); every Secret holds a valid Apprise URL"
         reason = "Valid"
+    now = datetime.now(timezone.utc)
     new = dict(status)
     new.update({
         "observedGeneration": generation,
         "levels": levels,
         "channels": channels,
-        "conditions": set_condition(status.get("conditions"), "Ready", not problems, reason, message,
-                                    datetime.now(timezone.utc), generation),
+        "conditions": with_progress(
+            set_condition(status.get("conditions"), "Ready", not problems, reason, message, now, generation),
+            now, generation, stalled=(reason, message) if problems else None),
     })
     patch = status_patch(status, new)
     if patch:

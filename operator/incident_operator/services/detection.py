@@ -26,7 +26,8 @@ from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
 from ..config import OperatorConfig
 from ..domain.detection import rules as dom
 from ..domain.alerts.alertmanager import SERVICE_LABEL
-from ..domain.common.conditions import set_condition
+from ..domain.common.conditions import set_condition, with_progress
+from ..domain.detection.health import failure_progress
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
 from ..domain.common.timeutil import format_time, format_time_precise, parse_time
 from . import alerts as correlation
@@ -139,7 +140,8 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
         conditions = set_condition(conditions, "Degraded", True, reason, str(error)[:2000], now_dt, generation)
         conditions = set_condition(conditions, "Ready", False, reason,
                                    "Evaluation failed; no incident is opened from a failed query", now_dt, generation)
-        status["conditions"] = conditions
+        status["conditions"] = with_progress(conditions, now_dt, generation,
+                                         **failure_progress(error.reason, reason, str(error)[:2000]))
         return EvaluationResult(await _write_rule_status(rule_body, status), duration, error)
 
     previous_groups = list(status.get("groups") or [])
@@ -160,7 +162,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     conditions = set_condition(conditions, "Ready", True, "Evaluating",
                                f"{'DryRun: ' if rule.dry_run else ''}{len(samples)} group(s) evaluated, "
                                f"{plan.firing} firing", now_dt, generation)
-    status["conditions"] = conditions
+    status["conditions"] = with_progress(conditions, now_dt, generation)
     metrics.rule_succeeded(now)
     return EvaluationResult(await _write_rule_status(rule_body, status), duration)
 

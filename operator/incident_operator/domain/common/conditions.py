@@ -49,3 +49,42 @@ def set_condition(
 def condition_is_true(conditions: Iterable[dict[str, Any]] | None, type_: str) -> bool:
     condition = find_condition(conditions, type_)
     return condition is not None and condition.get("status") == "True"
+
+
+# kstatus (sigs.k8s.io/cli-utils, what Flux's `wait`, kpt and `kubectl wait` readers use) decides
+# from "abnormal-true" conditions before it looks at Ready: Stalled=True is Failed, Reconciling=True
+# is InProgress, and status.observedGeneration != metadata.generation is InProgress. The CRDs
+# default status.observedGeneration to 0, so an object the operator has not observed yet is
+# InProgress too (rather than kstatus's fallback, Current).
+STALLED = "Stalled"
+RECONCILING = "Reconciling"
+
+
+def with_progress(
+    conditions: list[dict[str, Any]] | None,
+    now: datetime,
+    generation: int | None,
+    *,
+    stalled: tuple[str, str] | None = None,
+    reconciling: tuple[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Returns ``conditions`` with Stalled and Reconciling set for this generation.
+
+    ``stalled``: (reason, message) when the operator cannot make progress without a change by a
+    person (an Invalid spec, a query Prometheus refuses); ``reconciling``: (reason, message) while
+    work is pending that the operator will retry on its own. Both None: the generation is done.
+    Both stay present as False when normal, so ``kubectl wait --for=condition=Stalled=false`` works
+    and lastTransitionTime tells when the object last stalled.
+    """
+    if stalled is not None:
+        conditions = set_condition(conditions, STALLED, True, stalled[0], stalled[1], now, generation)
+    else:
+        conditions = set_condition(conditions, STALLED, False, "NotStalled",
+                                   "Nothing blocks reconciliation", now, generation)
+    if reconciling is not None and stalled is None:
+        conditions = set_condition(conditions, RECONCILING, True, reconciling[0], reconciling[1], now, generation)
+    else:
+        conditions = set_condition(conditions, RECONCILING, False, "Stalled" if stalled else "Reconciled",
+                                   "Waiting for a change to the spec" if stalled
+                                   else "The latest generation is reconciled", now, generation)
+    return conditions

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from . import deadlines as dl
 from .calendar import BusinessCalendar
-from ..common.conditions import find_condition, set_condition
+from ..common.conditions import find_condition, set_condition, with_progress
 from ..notify.book import queue as queue_notifications
 from .priority import effective_priority, severity_of
 from .review import open_action_items, review_missing, review_required
@@ -123,7 +123,9 @@ def _safe_time(value: Any) -> datetime | None:
 
 def _invalid(status: dict[str, Any], generation: int | None, now: datetime, message: str) -> Outcome:
     new = dict(status)
-    new["conditions"] = set_condition(new.get("conditions"), "Ready", False, "Invalid", message, now, generation)
+    new["conditions"] = with_progress(
+        set_condition(new.get("conditions"), "Ready", False, "Invalid", message, now, generation),
+        now, generation, stalled=("Invalid", message))
     if generation is not None:
         new["observedGeneration"] = generation
     return Outcome(status=new, invalid=message,
@@ -296,7 +298,7 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
 
     summary_reason, summary_message = _summary(target, current_level, status, conditions)
     conditions = set_condition(conditions, "Ready", True, summary_reason, summary_message, now, generation)
-    status["conditions"] = conditions
+    status["conditions"] = with_progress(conditions, now, generation)
 
     # -- metrics observations due (each once; recorded in status by the caller) ----------------
     # Each name is due once per incident, ever: the caller records ``status.metrics.observed`` in
