@@ -13,7 +13,10 @@ from .config import ConfigError, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli.conventions import add_version
+
     parser = argparse.ArgumentParser(prog="incident-operator", description=__doc__)
+    add_version(parser, "incident-operator")
     parser.add_argument("--config", help="operator configuration YAML (default: $INCIDENT_OPERATOR_CONFIG)")
     parser.add_argument("-n", "--namespace", action="append", default=[],
                         help="watch only this namespace (repeatable); default: from config, else all")

@@ -63,7 +63,7 @@ def test_draft_with_a_broken_template_dir_reports_and_falls_back(capsys, tmp_pat
 
 def test_postmortem_from_a_file(capsys, tmp_path):
     out_file = tmp_path / "pm.md"
-    assert incidentctl.main(["postmortem", "-f", str(EXAMPLE), "-o", str(out_file)]) == 0
+    assert incidentctl.main(["postmortem", "-f", str(EXAMPLE), "--file", str(out_file)]) == 0
     document = out_file.read_text()
     assert document.startswith("# Post-incident review: Customers cannot log in")
     assert "| Priority / severity | P2 / High |" in document

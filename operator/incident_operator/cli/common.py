@@ -9,12 +9,19 @@ from typing import Any
 
 import yaml
 
+from .conventions import describe
+
 GROUP = "incidents.buttercream.io"
 VERSION = "v1alpha1"
 
 
 class CommandError(Exception):
-    """A user-facing error: printed without a traceback, exit status 1."""
+    """A user-facing error: one line without a traceback; exit status 1 (a refusal, not found),
+    or 2 for usage and I/O errors (``exit_code=2``)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,14 +68,14 @@ def read_incident(args: argparse.Namespace) -> dict[str, Any]:
         try:
             documents = [d for d in yaml.safe_load_all(args.filename.read_text()) if d]
         except (OSError, yaml.YAMLError) as error:
-            raise CommandError(f"cannot read {args.filename}: {error}") from None
+            raise CommandError(f"cannot read {args.filename}: {' '.join(str(error).split())}", 2) from None
         for document in documents:
             if document.get("kind") == "Incident" and (not args.name or
                                                        (document.get("metadata") or {}).get("name") == args.name):
                 return document
         raise CommandError(f"no Incident {args.name or ''} in {args.filename}".replace("  ", " "))
     if not args.name:
-        raise CommandError("name the incident (or give --filename)")
+        raise CommandError("name the incident (or give --filename)", 2)
     from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
@@ -80,11 +87,13 @@ def read_incident(args: argparse.Namespace) -> dict[str, Any]:
         if error.status == 404:
             raise CommandError(f"incident {namespace}/{args.name} not found") from None
         raise CommandError(f"cannot read incident {namespace}/{args.name}: HTTP {error.status} {error.reason}") from None
+    except Exception as error:  # noqa: BLE001 - urllib3's connection errors: one line, not 99
+        raise CommandError(f"cannot read incident {namespace}/{args.name}: {describe(error)}") from None
 
 
 def run_command(function, args: argparse.Namespace) -> int:
     try:
         return function(args)
     except CommandError as error:
-        print(f"incidentctl {args.command}: {error}", file=sys.stderr)
-        return 1
+        print(f"incidentctl {args.command}: error: {error}", file=sys.stderr)
+        return error.exit_code

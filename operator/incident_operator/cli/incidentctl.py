@@ -18,6 +18,8 @@ import importlib
 import sys
 from typing import Sequence
 
+from .conventions import OneLineErrors, add_version, guarded
+
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "draft": ("incident_operator.cli.draft", "render a customer-communication draft for an incident"),
@@ -30,7 +32,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="incidentctl", description="Work with incident-operator incidents.")
+    parser = OneLineErrors(prog="incidentctl", description="Work with incident-operator incidents.")
+    add_version(parser, "incidentctl")
+    # Subparsers are OneLineErrors too (argparse builds them with the parent's class).
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         module = importlib.import_module(module_name) if name == only else None
@@ -44,14 +48,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status: 0 fine, 1 findings (lint problems, failed tests, refusals), 2 usage and I/O errors."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    return guarded("incidentctl", lambda: _main(argv))
+
+
+def _main(argv: list[str]) -> int:
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     if command is None:
         parser = build_parser()
         if argv and not argv[0].startswith("-"):
             parser.error(f"unknown command {argv[0]!r} (choose from {', '.join(SUBCOMMANDS)})")
-        parser.parse_args(argv)  # prints help for -h
-        parser.print_help()
+        parser.parse_args(argv)  # --help, --version, or a one-line usage error
+        parser.print_help(sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[command][0])
     if not hasattr(module, "register"):

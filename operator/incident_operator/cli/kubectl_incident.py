@@ -3,19 +3,21 @@
 Installed as ``kubectl-incident`` on the PATH (``pip install incident-operator``), so kubectl finds
 it as a plugin::
 
-    kubectl incident list [-n NS | -A] [--open]
+    kubectl incident list [-n NS | -A] [--open] [-o json|yaml|wide|name]
     kubectl incident ack NAME [--owner WHO]         # owner: you, from the cluster (or kubeconfig, $USER)
     kubectl incident mitigate NAME
     kubectl incident resolve NAME [--resolution TEXT]
     kubectl incident close NAME
     kubectl incident timeline NAME
     kubectl incident draft NAME [--kind status-update|resolution|follow-up]
-    kubectl incident postmortem NAME [-o FILE]
+    kubectl incident postmortem NAME [--file FILE]
 
 It uses the current kubeconfig, context and namespace (``--kubeconfig``, ``--context`` and
-``-n``/``--namespace`` override them). A transition sets ``spec.state`` (and the fields that go
+``-n``/``--namespace`` override them, before or after the command and its arguments). ``-o`` is
+the output format, as in kubectl. A transition sets ``spec.state`` (and the fields that go
 with it); the API server's rules decide whether it is allowed, and their refusal is shown as is.
-Errors are one line on stderr and a non-zero exit status.
+Errors are one line on stderr and a non-zero exit status: 1 when the cluster refuses or lacks
+something, 2 for usage mistakes.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, Sequence
 
+from .conventions import EXIT_USAGE, OneLineErrors, add_version, guarded, use_colour
+
 GROUP = "incidents.buttercream.io"
 VERSION = "v1alpha1"
 PLURAL = "incidents"
@@ -37,6 +41,8 @@ PROG = "kubectl incident"
 STATE_ORDER = {"Triggered": 0, "Acknowledged": 1, "Investigating": 2, "Mitigated": 3, "Resolved": 4, "Closed": 5}
 PRIORITY_STYLE = {"P1": "bold red", "P2": "bold dark_orange", "P3": "yellow", "P4": "cyan"}
 DELEGATED = ("draft", "postmortem")
+OBJECT_FORMATS = ("json", "yaml", "name")          # -o for commands that return one object, as kubectl
+LIST_FORMATS = ("json", "yaml", "wide", "name")   # -o for list, as kubectl get
 
 
 class PluginError(Exception):
@@ -45,11 +51,11 @@ class PluginError(Exception):
 
 # -- arguments --------------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
+class _Parser(OneLineErrors):
     """Usage mistakes are one line too: what is wrong and where to look."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"error: {message} (see '{self.prog} -h')\n")
+        self.exit(EXIT_USAGE, f"error: {message} (see '{self.prog} -h')\n")
 
 
 def _cluster_options(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -63,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description="Work with incident-operator incidents from kubectl.",
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="Run 'kubectl incident COMMAND -h' for a command's options.")
+    add_version(parser, PROG)
     _cluster_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -72,11 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-A", "--all-namespaces", action="store_true", help="incidents of every namespace")
     p.add_argument("--open", action="store_true", help="only incidents not yet Resolved or Closed")
     p.add_argument("-l", "--selector", help="label selector, e.g. incidents.buttercream.io/rule=login-spike")
+    p.add_argument("-o", "--output", choices=LIST_FORMATS,
+                   help="json or yaml (a List of the Incidents), wide (more columns), name (kind/name)")
 
     p = sub.add_parser("ack", aliases=["acknowledge"], help="acknowledge: you (or --owner) take the incident")
     _cluster_options(p, top=False)
     p.add_argument("name")
     p.add_argument("--owner", help="who owns it (default: you, as the cluster knows you; else kubeconfig user, $USER)")
+    p.add_argument("-o", "--output", choices=OBJECT_FORMATS, help="print the updated Incident in this format")
 
     for verb, what in (("mitigate", "customer impact is mitigated"), ("close", "close the incident (P1/P2 need a "
                                                                                 "complete review)")):
@@ -84,17 +94,20 @@ def build_parser() -> argparse.ArgumentParser:
         _cluster_options(p, top=False)
         p.add_argument("name")
         p.add_argument("--owner", help="also set the owner (required once acknowledged, if not set yet)")
+        p.add_argument("-o", "--output", choices=OBJECT_FORMATS, help="print the updated Incident in this format")
 
     p = sub.add_parser("resolve", help="resolve the incident; the signal is then watched for a relapse")
     _cluster_options(p, top=False)
     p.add_argument("name")
     p.add_argument("--resolution", help="what fixed it (quoted in the resolution notice)")
     p.add_argument("--owner", help="also set the owner (required once acknowledged, if not set yet)")
+    p.add_argument("-o", "--output", choices=OBJECT_FORMATS, help="print the updated Incident in this format")
 
     p = sub.add_parser("timeline", help="the incident's timeline (status.timeline)")
     _cluster_options(p, top=False)
     p.add_argument("name")
-    p.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table",
+                   help="table (default), or the raw entries as json or yaml")
 
     for verb in DELEGATED:
         p = sub.add_parser(verb, add_help=False, help=f"incidentctl {verb} (customer-communication draft)"
@@ -248,7 +261,9 @@ def _console(stream=None):
 
     stream = stream or sys.stdout
     tty = stream.isatty()
-    return Console(file=stream, width=None if tty else 250, soft_wrap=not tty, highlight=False)
+    colour = use_colour(stream)
+    return Console(file=stream, width=None if tty else 250, soft_wrap=not tty, highlight=False,
+                   color_system="auto" if colour else None, no_color=not colour)
 
 
 def _sort_key(incident: dict[str, Any]):
@@ -258,7 +273,7 @@ def _sort_key(incident: dict[str, Any]):
             (incident.get("metadata") or {}).get("creationTimestamp") or "")
 
 
-def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespaces: bool) -> Any:
+def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespaces: bool, wide: bool = False) -> Any:
     from rich.table import Table
     from rich.text import Text
 
@@ -266,7 +281,10 @@ def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespac
     if all_namespaces:
         table.add_column("NAMESPACE")
     longest = max((len((i.get("metadata") or {}).get("name", "")) for i in incidents), default=4)
-    for column in ("NAME", "PRIORITY", "STATE", "OWNER", "RESPONSE", "LEVEL", "AGE", "TITLE"):
+    columns = ["NAME", "PRIORITY", "STATE", "OWNER", "RESPONSE", "LEVEL", "AGE", "TITLE"]
+    if wide:
+        columns[-1:-1] = ["SERVICE", "TEAM", "DEADLINE"]
+    for column in columns:
         if column == "TITLE":
             table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=80)
         else:
@@ -287,6 +305,8 @@ def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespac
             short_duration((now - created).total_seconds()) if created else "—",
             spec.get("title") or "",
         ]
+        if wide:
+            row[-1:-1] = [spec.get("service") or "—", spec.get("team") or "—", status.get("responseDeadline") or "—"]
         if all_namespaces:
             row.insert(0, meta.get("namespace", ""))
         table.add_row(*row)
@@ -310,12 +330,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.open:
         items = [i for i in items if STATE_ORDER.get((i.get("spec") or {}).get("state") or "Triggered", 0)
                  < STATE_ORDER["Resolved"]]
+    if args.output in ("json", "yaml"):
+        print_objects({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
+                       "items": sorted(items, key=_sort_key)}, args.output)
+        return 0
+    if args.output == "name":
+        for item in sorted(items, key=_sort_key):
+            print(object_name(item))
+        return 0
     if not items:
         where = "any namespace" if args.all_namespaces else f"namespace {namespace}"
         print(f"No {'open ' if args.open else ''}incidents found in {where}.", file=sys.stderr)
         return 0
-    _console().print(render_list(items, datetime.now(timezone.utc), args.all_namespaces))
+    _console().print(render_list(items, datetime.now(timezone.utc), args.all_namespaces, wide=args.output == "wide"))
     return 0
+
+
+def object_name(incident: dict[str, Any]) -> str:
+    """kubectl's -o name: resource.group/name."""
+    return f"incident.{GROUP}/{(incident.get('metadata') or {}).get('name', '')}"
+
+
+def print_objects(data: Any, output: str) -> None:
+    if output == "yaml":
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    else:
+        print(json.dumps(data, indent=4, ensure_ascii=False))
 
 
 def _transition(args: argparse.Namespace, state: str, verb: str, past: str, fields: dict[str, Any]) -> int:
@@ -330,8 +372,14 @@ def _transition(args: argparse.Namespace, state: str, verb: str, past: str, fiel
     updated = _call(lambda: api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name,
                                                                {"spec": spec}),
                     namespace, args.name, verb)
-    owner = ((updated or {}).get("spec") or {}).get("owner")
-    print(f"incident {namespace}/{args.name} {past}" + (f" (owner: {owner})" if owner else ""))
+    output = getattr(args, "output", None)
+    if output == "name":
+        print(object_name(updated or {}))
+    elif output:
+        print_objects(updated, output)
+    else:
+        owner = ((updated or {}).get("spec") or {}).get("owner")
+        print(f"incident {namespace}/{args.name} {past}" + (f" (owner: {owner})" if owner else ""))
     return 0
 
 
@@ -361,8 +409,8 @@ def cmd_timeline(args: argparse.Namespace) -> int:
                      namespace, args.name, "read")
     spec, status = incident.get("spec") or {}, incident.get("status") or {}
     entries = list(status.get("timeline") or [])
-    if args.output == "json":
-        print(json.dumps(entries, indent=2))
+    if args.output in ("json", "yaml"):
+        print_objects(entries, args.output)
         return 0
     console = _console()
     priority = status.get("priority") or spec.get("priority") or "?"
@@ -381,6 +429,37 @@ def cmd_timeline(args: argparse.Namespace) -> int:
     return 0
 
 
+GLOBAL_OPTIONS = {"-n": "--namespace", "--namespace": "--namespace", "--context": "--context",
+                  "--kubeconfig": "--kubeconfig"}
+
+
+def split_delegated(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]] | None:
+    """``[global options] draft|postmortem REST``: the global options and REST, else None.
+
+    Delegated commands are parsed by incidentctl itself, so ``draft -n ns NAME``, ``draft --kind
+    resolution NAME`` and ``draft --help`` mean what they mean there (argparse's REMAINDER would
+    refuse an option as the first argument after the command)."""
+    values: dict[str, str | None] = {"namespace": None, "context": None, "kubeconfig": None}
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        flag, _, inline = token.partition("=")
+        if flag in GLOBAL_OPTIONS:
+            if inline:
+                values[GLOBAL_OPTIONS[flag][2:]] = inline
+                i += 1
+            elif i + 1 < len(argv):
+                values[GLOBAL_OPTIONS[flag][2:]] = argv[i + 1]
+                i += 2
+            else:
+                return None  # argparse reports the missing value
+            continue
+        if token in DELEGATED:
+            return argparse.Namespace(command=token, rest=list(argv[i + 1:]), **values), []
+        return None
+    return None
+
+
 def cmd_delegated(args: argparse.Namespace) -> int:
     """``draft`` and ``postmortem`` are incidentctl subcommands: run them with the same cluster options."""
     command = args.command
@@ -392,9 +471,10 @@ def cmd_delegated(args: argparse.Namespace) -> int:
         raise PluginError(f"'{command}' is not available in this version (incidentctl has no {command} "
                           "subcommand)") from None
     argv = [command, *args.rest]
+    given = {token.partition("=")[0] for token in args.rest}
     for flag, value in (("--namespace", args.namespace), ("--context", args.context),
                         ("--kubeconfig", args.kubeconfig)):
-        if value and flag not in args.rest and not (flag == "--namespace" and "-n" in args.rest):
+        if value and flag not in given and not (flag == "--namespace" and "-n" in given):
             argv += [flag, value]
     return int(incidentctl.main(argv) or 0)
 
@@ -406,6 +486,13 @@ COMMANDS = {"list": cmd_list, "ls": cmd_list, "ack": cmd_ack, "acknowledge": cmd
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    return guarded(PROG, lambda: _main(argv), debug_env="KUBECTL_INCIDENT_DEBUG")
+
+
+def _main(argv: list[str]) -> int:
+    delegated = split_delegated(argv)
+    if delegated is not None:
+        return cmd_delegated(delegated[0])
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -415,13 +502,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except PluginError as error:
         print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except Exception as error:  # noqa: BLE001 - never a traceback for a person at a terminal
-        if os.environ.get("KUBECTL_INCIDENT_DEBUG"):
-            raise
-        print(f"error: {type(error).__name__}: {' '.join(str(error).split())[:500]}", file=sys.stderr)
         return 1
 
 

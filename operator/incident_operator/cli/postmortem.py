@@ -1,4 +1,4 @@
-"""``incidentctl postmortem NAME [-n NS] [-o FILE]``: the post-incident review as Markdown.
+"""``incidentctl postmortem NAME [-n NS] [--file FILE]``: the post-incident review as Markdown.
 
 Reads the Incident with the Kubernetes client and puts together the automatic timeline, the
 time to detect/acknowledge/mitigate/resolve and the review written in ``spec.review``.
@@ -19,15 +19,18 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("postmortem", help="render the post-incident review of an incident as Markdown",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", nargs="?", help="the Incident's name")
-    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout")
+    # -o is the output format in every command of the project, as in kubectl; a file is --file.
+    parser.add_argument("-o", "--output", choices=("markdown",), default="markdown",
+                        help="output format (the review is Markdown)")
+    parser.add_argument("--file", type=Path, metavar="FILE", help="write to FILE instead of stdout")
     add_cluster_arguments(parser)
     parser.set_defaults(func=lambda args: run_command(run, args))
 
 
 def run(args: argparse.Namespace) -> int:
     document = build_postmortem(read_incident(args), datetime.now(timezone.utc))
-    if args.output:
-        args.output.write_text(document)
+    if args.file:
+        args.file.write_text(document)
     else:
         sys.stdout.write(document)
     return 0
