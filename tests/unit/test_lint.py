@@ -41,10 +41,10 @@ def test_each_bad_rule_is_reported_once_at_its_line(path):
     assert len(got) == len(want), "\n".join(got)
     for (line, message), finding in zip(sorted(want), sorted(report.findings, key=lambda f: f.line)):
         text = str(finding)
-        assert text.startswith(f"{path}:{line}: "), text
+        assert re.match(rf"^{re.escape(str(path))}:{line}:[1-9][0-9]*: ", text), text
         assert message in text, f"{message!r} not in {text!r}"
         if finding.kind:  # file:line: Kind/name: message
-            assert re.match(rf"^{re.escape(str(path))}:{line}: (DetectionRule|Incident)/[^:]+: ", text), text
+            assert re.match(rf"^{re.escape(str(path))}:{line}:[0-9]+: (DetectionRule|Incident)/[^:]+: ", text), text
 
 
 def test_examples_lint_clean():
@@ -90,9 +90,9 @@ def test_multi_document_files_directories_and_lists_report_the_right_lines(tmp_p
     report = lint_paths([tmp_path / "rules"])
     mode_line = len(good.splitlines()) + 9  # ---, the comment, 6 lines, then mode
     assert [str(f) for f in report.findings] == [
-        f"{tmp_path / 'rules' / 'all.yaml'}:{mode_line}: DetectionRule/second: spec.mode: Unsupported value: "
+        f"{tmp_path / 'rules' / 'all.yaml'}:{mode_line}:3: DetectionRule/second: spec.mode: Unsupported value: "
         '"Sometimes": supported values: "Active", "DryRun"',
-        f"{tmp_path / 'rules' / 'list.yml'}:9: Incident/listed: spec.priority: Unsupported value: \"P9\": "
+        f"{tmp_path / 'rules' / 'list.yml'}:9:7: Incident/listed: spec.priority: Unsupported value: \"P9\": "
         'supported values: "P1", "P2", "P3", "P4"',
     ]
     assert report.checked == 3 and report.skipped == 1
@@ -106,16 +106,20 @@ def test_cli_exit_codes_and_format(tmp_path, capsys):
     bad = BAD / "for-longer-than-cooldown.yaml"
     assert incidentctl.main(["lint", str(bad), str(EXAMPLES)]) == 1
     out, _ = capsys.readouterr()
-    assert out.startswith(f"{bad}:9: DetectionRule/for-longer-than-cooldown: spec.for (15m) is longer")
+    assert out.startswith(f"{bad}:9:3: DetectionRule/for-longer-than-cooldown: spec.for (15m) is longer")
 
     warning_only = BAD / "rate-with-count-threshold.yaml"
     assert incidentctl.main(["lint", str(warning_only)]) == 1
     assert incidentctl.main(["lint", "--allow-warnings", str(warning_only)]) == 0
     capsys.readouterr()
 
-    assert incidentctl.main(["lint", str(tmp_path / "missing.yaml")]) == 1
-    out, _ = capsys.readouterr()
-    assert out.strip() == f"{tmp_path / 'missing.yaml'}:0: no such file or directory"
+    # A path that is not there is a usage/I-O error (2), not a finding (1); so is a folder without YAML.
+    assert incidentctl.main(["lint", str(tmp_path / "missing.yaml")]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == f"incidentctl lint: error: {tmp_path / 'missing.yaml'}: no such file or directory"
+    (tmp_path / "empty").mkdir()
+    assert incidentctl.main(["lint", str(tmp_path / "empty")]) == 2
+    assert "no YAML files" in capsys.readouterr().err
 
 
 def test_cel_rules_are_evaluated_offline_including_kubernetes_string_functions(tmp_path):

@@ -21,6 +21,7 @@ Without ``--rule`` the default detector (``DEFAULT_DETECTOR_SPEC``) is used with
 from __future__ import annotations
 
 import argparse
+import contextlib
 import bisect
 import csv
 import io
@@ -249,8 +250,10 @@ def _nab_files(nab_dir: Path) -> Iterable[Path]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="incident-backtest",
+    from .conventions import OneLineErrors
+
+    p = OneLineErrors(
+        prog="incidentctl backtest",
         description="Replay recorded series through a DetectionRule's detector and episode logic.",
     )
     p.add_argument(
@@ -267,6 +270,28 @@ def _parser() -> argparse.ArgumentParser:
         "--details", action="store_true", help="add columns count,expected,threshold,score (debugging)"
     )
     return p
+
+
+@contextlib.contextmanager
+def _progress(total: int):
+    """A progress bar on a terminal (rich, on stderr); elsewhere one line per file, for logs."""
+    from .conventions import use_colour
+
+    if not use_colour(sys.stderr):
+        yield lambda line: print(line, file=sys.stderr)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  TextColumn("{task.description}"), transient=True, console=_stderr_console()) as progress:
+        task = progress.add_task("", total=total)
+        yield lambda line: progress.update(task, advance=1, description=line)
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,13 +315,15 @@ def main(argv: list[str] | None = None) -> int:
             files = [f for f in files if f.parent.name in set(args.category)]
         if not files:
             raise BacktestError(f"no series found under {args.nab / 'data'}")
-        for src in files:
-            rel = src.relative_to(args.nab / "data")
-            dst = args.out / rel
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            with open(dst, "w", newline="") as fh:
-                alarms = backtest_file(src, rule, fh, args.details)
-            print(f"{rel}: {alarms} alarm rows", file=sys.stderr)
+        with _progress(len(files)) as advance:
+            for src in files:
+                rel = src.relative_to(args.nab / "data")
+                dst = args.out / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                with open(dst, "w", newline="") as fh:
+                    alarms = backtest_file(src, rule, fh, args.details)
+                advance(f"{rel}: {alarms} alarm rows")
+        print(f"{len(files)} series replayed into {args.out}", file=sys.stderr)
         return 0
     except BacktestError as exc:
         print(f"error: {exc}", file=sys.stderr)

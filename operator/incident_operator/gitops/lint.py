@@ -13,15 +13,15 @@ Each document of our API group goes through, in order:
 5. for an Incident, a few semantic checks (a future ``startedAt``, a priority contradicting
    impact x urgency).
 
-Findings print as ``file:line: Kind/name: message`` (``warning:`` before the message for
-heuristics). Documents of other API groups are skipped: a rules repository may hold anything.
+Findings print as ``file:line:column: Kind/name: message`` (``warning:`` before the message for
+heuristics), or as JSON, GitHub workflow commands or SARIF 2.1.0 (:func:`format_report`). Documents of other API groups are skipped: a rules repository may hold anything.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -49,16 +49,18 @@ class Finding:
     severity: str = ERROR
     kind: str | None = None
     name: str | None = None
+    column: int = 1
 
     def __str__(self) -> str:
         where = f"{self.kind}/{self.name}: " if self.kind else ""
         prefix = "warning: " if self.severity == WARNING else ""
-        return f"{self.file}:{self.line}: {where}{prefix}{self.message}"
+        return f"{self.file}:{self.line}:{self.column}: {where}{prefix}{self.message}"
 
 
 @dataclass
 class LintReport:
     findings: list[Finding]
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why): I/O errors, not findings
     checked: int = 0  # documents of our kinds
     skipped: int = 0  # documents of other API groups
     files: int = 0
@@ -90,15 +92,15 @@ def lint_paths(paths: Sequence[str | Path], crd_dir: str | Path | None = None) -
     linter = Linter(load_crds(crd_dir))
     report = LintReport(findings=[])
     for display, path in iter_files(paths):
-        report.files += 1
         if path is None:
-            report.findings.append(Finding(display, 0, "no such file or directory"))
+            report.unreadable.append((display, "no such file or directory"))
             continue
         try:
             text = sys.stdin.read() if display == "-" else path.read_text()
         except (OSError, UnicodeDecodeError) as error:
-            report.findings.append(Finding(display, 0, f"cannot read: {error}"))
+            report.unreadable.append((display, f"cannot read: {getattr(error, 'strerror', None) or error}"))
             continue
+        report.files += 1
         linter.lint_text(display, text, report)
     return report
 
@@ -114,7 +116,7 @@ class Linter:
             for doc in load_documents(text):
                 self._lint_document(file, doc, report)
         except YamlError as error:
-            report.findings.append(Finding(file, error.line, error.message))
+            report.findings.append(Finding(file, error.line, error.message, column=error.column))
 
     def _lint_document(self, file: str, doc: Document, report: LintReport) -> None:
         data = doc.data
@@ -141,14 +143,14 @@ class Linter:
 
         def add(path: Sequence[Any], message: str, severity: str = ERROR) -> None:
             full = tuple(base) + tuple(path)
-            found.append(Finding(file, doc.line_of(full) if full else doc.line_of(base), message, severity,
-                                 kind, name))
+            line, column = doc.position_of(full if full else base)
+            found.append(Finding(file, line, message, severity, kind, name, column))
 
         for path, line, first in doc.duplicates:
             if path[: len(base)] == tuple(base):
                 found.append(Finding(file, line, f"{format_path(path[len(base):])}: duplicate key (also on line "
                                                  f"{first}); kubectl silently keeps the last one: remove the other",
-                                     ERROR, kind, name))
+                                     ERROR, kind, name, doc.columns.get(path, 1)))
         crd = self.crds.get((api_version, kind))
         if crd is None:
             kinds = sorted({c.kind for c in self.crds.values() if c.group == group})
@@ -187,7 +189,7 @@ class Linter:
                 self._detection_rule(namespace, name, spec, add, broken)
             elif kind == "Incident" and not broken:
                 _incident_semantics(spec, add)
-        report.findings.extend(sorted(found, key=lambda f: f.line))
+        report.findings.extend(sorted(found, key=lambda f: (f.line, f.column)))
 
     # -- schema ------------------------------------------------------------------------------------
     @staticmethod
@@ -404,8 +406,72 @@ def _incident_semantics(spec: Mapping[str, Any], add) -> None:
                                       f"({derived}); drop one of them so the intent is clear", WARNING)
 
 
-def format_report(report: LintReport, allow_warnings: bool = False) -> tuple[list[str], int]:
-    """The lines to print and the exit code (1 when anything is wrong)."""
-    lines = [str(f) for f in report.findings]
+FORMATS = ("text", "json", "github", "sarif")
+
+
+def format_report(report: LintReport, allow_warnings: bool = False, fmt: str = "text",
+                  tool_version: str = "") -> tuple[list[str], int]:
+    """The lines to print and the exit code (1 when anything is wrong).
+
+    ``text``: ``file:line:column: Kind/name: message``; ``json``: one array of findings;
+    ``github``: workflow commands (``::error file=...,line=...,col=...::message``), which GitHub
+    Actions shows as annotations on the pull request; ``sarif``: SARIF 2.1.0, for code scanning
+    (``github/codeql-action/upload-sarif``) and other SARIF viewers."""
     failing = report.errors or (report.warnings and not allow_warnings)
-    return lines, 1 if failing else 0
+    code = 1 if failing else 0
+    if fmt == "json":
+        import json
+
+        return [json.dumps([_finding_dict(f) for f in report.findings], indent=2)], code
+    if fmt == "github":
+        return [_github(f) for f in report.findings], code
+    if fmt == "sarif":
+        import json
+
+        return [json.dumps(sarif(report, tool_version), indent=2)], code
+    return [str(f) for f in report.findings], code
+
+
+def _finding_dict(finding: Finding) -> dict[str, Any]:
+    return {"file": finding.file, "line": finding.line, "column": finding.column, "severity": finding.severity,
+            "kind": finding.kind, "name": finding.name, "message": finding.message}
+
+
+def _github(finding: Finding) -> str:
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    title = f",title={prop(f'{finding.kind}/{finding.name}')}" if finding.kind else ""
+    return (f"::{finding.severity} file={prop(finding.file)},line={finding.line},col={finding.column}{title}"
+            f"::{data(finding.message)}")
+
+
+def sarif(report: LintReport, tool_version: str = "") -> dict[str, Any]:
+    """SARIF 2.1.0: one run, one rule per severity (the checks have no stable ids yet)."""
+    rules = [{"id": f"incidentctl-lint/{level}", "shortDescription": {"text": text},
+              "defaultConfiguration": {"level": level}}
+             for level, text in ((ERROR, "A DetectionRule or Incident the API server or the operator would refuse, "
+                                         "or that cannot do what it means"),
+                                 (WARNING, "A heuristic: probably not what the author meant"))]
+    results = []
+    for finding in report.findings:
+        where = f"{finding.kind}/{finding.name}: " if finding.kind else ""
+        results.append({
+            "ruleId": f"incidentctl-lint/{finding.severity}",
+            "ruleIndex": 0 if finding.severity == ERROR else 1,
+            "level": finding.severity,
+            "message": {"text": where + finding.message},
+            "locations": [{"physicalLocation": {
+                "artifactLocation": {"uri": finding.file.replace("\\", "/")},
+                "region": {"startLine": max(finding.line, 1), "startColumn": max(finding.column, 1)},
+            }}],
+        })
+    driver = {"name": "incidentctl lint", "informationUri": "https://github.com/buttercream/incident-operator",
+              "rules": rules}
+    if tool_version:
+        driver["version"] = tool_version
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+            "runs": [{"tool": {"driver": driver}, "results": results}]}

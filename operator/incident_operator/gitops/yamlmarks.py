@@ -1,4 +1,4 @@
-"""Load multi-document YAML and remember where every field is (1-based line numbers).
+"""Load multi-document YAML and remember where every field is (1-based lines and columns).
 
 ``load_documents(text)`` yields :class:`Document` objects: the plain Python data (as
 ``yaml.safe_load`` would build it) plus a map from each field's path (a tuple of keys and list
@@ -18,9 +18,10 @@ Path = tuple[Any, ...]
 
 
 class YamlError(ValueError):
-    def __init__(self, line: int, message: str):
+    def __init__(self, line: int, message: str, column: int = 1):
         super().__init__(message)
         self.line = line
+        self.column = column
         self.message = message
 
 
@@ -30,6 +31,17 @@ class Document:
     line: int  # first line of the document's content
     lines: dict[Path, int] = field(default_factory=dict)
     duplicates: list[tuple[Path, int, int]] = field(default_factory=list)  # (path, line, first line) of repeats
+    columns: dict[Path, int] = field(default_factory=dict)  # the column of each field's key (or list item)
+    column: int = 1
+
+    def position_of(self, path: Path) -> tuple[int, int]:
+        """(line, column) of ``path``, else of its nearest ancestor in the file, else the document's."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path], self.columns.get(path, 1)
+            path = path[:-1]
+        return self.line, self.column
 
     def line_of(self, path: Path) -> int:
         """The line of ``path``, else of its nearest ancestor that is in the file, else the document's."""
@@ -67,11 +79,13 @@ def _record(node: yaml.Node, path: Path, doc: Document, seen: set[int]) -> None:
             else:
                 keys[key] = line
             doc.lines[child] = line
+            doc.columns[child] = key_node.start_mark.column + 1
             _record(value_node, child, doc, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = path + (index,)
             doc.lines[child] = item.start_mark.line + 1
+            doc.columns[child] = item.start_mark.column + 1
             _record(item, child, doc, seen)
 
 
@@ -89,7 +103,7 @@ def load_documents(text: str) -> Iterator[Document]:
                 line = mark.line + 1 if mark else 1
                 problem = error.problem or str(error)
                 context = f" ({error.context})" if error.context else ""
-                raise YamlError(line, f"invalid YAML: {problem}{context}") from None
+                raise YamlError(line, f"invalid YAML: {problem}{context}", mark.column + 1 if mark else 1) from None
             except yaml.YAMLError as error:
                 raise YamlError(1, f"invalid YAML: {error}") from None
             if node is None:
@@ -102,7 +116,7 @@ def load_documents(text: str) -> Iterator[Document]:
                                 f"invalid YAML: {getattr(error, 'problem', None) or error}") from None
             if data is None:
                 continue
-            doc = Document(data=data, line=node.start_mark.line + 1)
+            doc = Document(data=data, line=node.start_mark.line + 1, column=node.start_mark.column + 1)
             _record(node, (), doc, set())
             yield doc
     finally:
