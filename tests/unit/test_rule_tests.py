@@ -117,7 +117,7 @@ def test_malformed_files_are_reported_with_their_line(tmp_path, capsys):
     """)
     assert run(path) == 2
     err = capsys.readouterr().err
-    assert f"ERROR {path}:6: bad value 'three'" in err
+    assert f"incidentctl test: error: {path}:6: bad value 'three'" in err
 
     missing = write_tests(tmp_path, """
         - input_series: [{series: '{a="b"}', values: "1"}]
