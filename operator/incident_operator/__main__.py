@@ -13,9 +13,9 @@ from .config import ConfigError, load_config
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli.conventions import add_version
+    from .cli.conventions import OneLineErrors, add_version
 
-    parser = argparse.ArgumentParser(prog="incident-operator", description=__doc__)
+    parser = OneLineErrors(prog="incident-operator", description=__doc__)
     add_version(parser, "incident-operator")
     parser.add_argument("--config", help="operator configuration YAML (default: $INCIDENT_OPERATOR_CONFIG)")
     parser.add_argument("-n", "--namespace", action="append", default=[],

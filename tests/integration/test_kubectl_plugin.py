@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -148,3 +149,75 @@ def test_errors_are_one_clear_line(kubectl, namespace, plugin, tmp_path):
     dead.write_text(yaml.safe_dump(config))
     error = one_line_error(plugin("list", env_extra={"KUBECONFIG": str(dead)}))
     assert error == f"error: cannot reach the Kubernetes API server at 127.0.0.1:{port}: connection refused"
+
+
+def test_output_formats_and_options_before_or_after_the_name(kubectl, namespace, plugin, tmp_path):
+    """-o is the output format everywhere (kubectl's json|yaml|wide|name); options go anywhere."""
+    kubectl.apply(incident("api-down", priority="P2", service="api", team="platform"))
+    kubectl.apply(incident("typo", priority="P4"))
+
+    as_json = plugin("list", "-o", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    listed = json.loads(as_json.stdout)
+    assert listed["kind"] == "List" and [i["metadata"]["name"] for i in listed["items"]] == ["api-down", "typo"]
+    as_yaml = plugin("list", "-o", "yaml")
+    assert [i["metadata"]["name"] for i in yaml.safe_load(as_yaml.stdout)["items"]] == ["api-down", "typo"]
+    names = plugin("list", "-o", "name")
+    assert names.stdout.splitlines() == ["incident.incidents.buttercream.io/api-down",
+                                         "incident.incidents.buttercream.io/typo"]
+    wide = plugin("list", "-o", "wide")
+    header = wide.stdout.splitlines()[0].split()
+    assert header == ["NAME", "PRIORITY", "STATE", "OWNER", "RESPONSE", "LEVEL", "AGE", "SERVICE", "TEAM",
+                      "DEADLINE", "TITLE"]
+    row = next(line for line in wide.stdout.splitlines() if line.startswith("api-down"))
+    assert "api" in row.split() and "platform" in row.split()
+    assert "\x1b[" not in wide.stdout  # not a terminal: no colour
+    error = one_line_error(plugin("list", "-o", "table"))
+    assert error.startswith("error: argument -o/--output: invalid choice: 'table'")
+
+    acked = plugin("ack", "-o", "name", "api-down", "--owner", "erin")  # an option before the name
+    assert acked.returncode == 0, acked.stderr
+    assert acked.stdout.strip() == "incident.incidents.buttercream.io/api-down"
+    patched = plugin("mitigate", "api-down", "-o", "json")
+    assert json.loads(patched.stdout)["spec"]["state"] == "Mitigated"
+    timeline = plugin("timeline", "-o", "yaml", "api-down")
+    assert timeline.returncode == 0 and isinstance(yaml.safe_load(timeline.stdout), list)
+
+    # draft and postmortem: incidentctl's own options, before or after the name, and their --help.
+    for argv in (("draft", "-n", namespace, "api-down"), ("draft", "--kind", "resolution", "api-down"),
+                 ("-n", namespace, "draft", "api-down", "--kind", "follow-up")):
+        result = plugin(*argv)
+        assert result.returncode == 0, (argv, result.stderr)
+        assert result.stdout.strip(), argv
+    helped = plugin("draft", "--help")
+    assert helped.returncode == 0 and "--kind" in helped.stdout
+    error = one_line_error(plugin("draft", "--kind", "haiku", "api-down"))
+    assert "invalid choice: 'haiku'" in error
+
+    # -o never names a file: postmortem writes a file only with --file.
+    refused = plugin("postmortem", "api-down", "-o", "json")
+    assert refused.returncode == 2 and "invalid choice: 'json'" in one_line_error(refused)
+    assert not (Path.cwd() / "json").exists()
+    out = tmp_path / "review.md"
+    written = plugin("postmortem", "--file", str(out), "api-down")
+    assert written.returncode == 0, written.stderr
+    assert written.stdout == ""
+    assert "api-down" in out.read_text()
+
+
+def test_incidentctl_against_an_unreachable_api_server_is_one_line(tmp_path):
+    port = free_port()
+    config = {"apiVersion": "v1", "kind": "Config", "current-context": "gone",
+              "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                       "insecure-skip-tls-verify": True}}],
+              "users": [{"name": "u", "user": {"token": "x"}}],
+              "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}]}
+    dead = tmp_path / "dead-kubeconfig"
+    dead.write_text(yaml.safe_dump(config))
+    for command in ("draft", "postmortem"):
+        result = subprocess.run([sys.executable, "-m", "incident_operator.cli.incidentctl", command, "x",
+                                 "--kubeconfig", str(dead)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1
+        assert one_line_error(result) == (f"incidentctl {command}: error: cannot read incident default/x: "
+                                          f"cannot reach the Kubernetes API server at 127.0.0.1:{port}: "
+                                          "connection refused")

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = lint_paths(args.paths, crd_dir=args.crds)
     except CrdError as error:
-        print(f"incidentctl lint: {error}", file=sys.stderr)
+        print(f"incidentctl lint: error: {error}", file=sys.stderr)
         return 2
     lines, code = format_report(report, allow_warnings=args.allow_warnings, fmt=args.format, tool_version=version())
     for line in lines:

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         written = export(args.out, args.crds, strict=not args.loose)
     except (CrdError, OSError) as error:
-        print(f"incidentctl schema: {error}", file=sys.stderr)
+        print(f"incidentctl schema: error: {error}", file=sys.stderr)
         return 2
     for path in written:
         print(path)
