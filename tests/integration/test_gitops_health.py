@@ -22,7 +22,7 @@ import yaml
 
 from tests.support.argocd_health import evaluate, run_health_tests
 from tests.support.kubectl import GROUP, VERSION, condition, incident
-from tests.support.processes import wait_until
+from tests.support.processes import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "charts" / "incident-operator" / "files" / "argocd"
@@ -79,6 +79,10 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
         # A start in the future: only the operator can judge it (the API server has no clock in CEL).
         "incident-invalid": incident("invalid", priority="P3", startedAt="2099-01-01T00:00:00Z"),
         "escalationpolicy-unusable": policy("unusable", "no-such-secret"),
+        # A Prometheus nobody answers at: retried at every interval, so InProgress, not Failed.
+        "detectionrule-unreachable": {**rule("unreachable", "sum(up)"),
+                                      "spec": {**rule("unreachable", "sum(up)")["spec"],
+                                               "prometheus": {"url": f"http://127.0.0.1:{free_port()}"}}},
     }
     kinds = {"detectionrule": "detectionrule", "incident": "incident", "escalationpolicy": "escalationpolicy"}
     for manifest in manifests.values():
@@ -104,7 +108,8 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
 
     expected_ready = {"detectionrule-healthy": "Evaluating", "detectionrule-invalid": "Invalid",
                       "incident-healthy": "OnTrack", "incident-invalid": "Invalid",
-                      "escalationpolicy-unusable": "ChannelsUnusable"}
+                      "escalationpolicy-unusable": "ChannelsUnusable",
+                      "detectionrule-unreachable": "PrometheusUnavailable"}
     observed = {case: wait_until(lambda case=case: settled(case, reason), 30, what=f"{case} Ready={reason}")
                 for case, reason in expected_ready.items()}
 
@@ -117,6 +122,10 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
     for case in ("detectionrule-healthy", "incident-healthy"):
         assert condition(observed[case], "Stalled")["status"] == "False"
         assert condition(observed[case], "Reconciling")["status"] == "False"
+    retrying = condition(observed["detectionrule-unreachable"], "Reconciling")
+    assert retrying["status"] == "True" and retrying["reason"] == "PrometheusUnavailable"
+    assert retrying["message"].startswith("Retrying at the next interval: ")
+    assert condition(observed["detectionrule-unreachable"], "Stalled")["status"] == "False"
 
     # kstatus.
     results = kstatus({**fresh, **observed}, tmp_path / "kstatus")
@@ -128,6 +137,7 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
         "detectionrule-healthy": "Current", "detectionrule-invalid": "Failed",
         "incident-healthy": "Current", "incident-invalid": "Failed",
         "escalationpolicy-unusable": "Failed",
+        "detectionrule-unreachable-fresh": "InProgress", "detectionrule-unreachable": "InProgress",
     }, results
     assert "observed generation is 0" in results["incident-healthy-fresh"]["message"]
     assert results["detectionrule-invalid"]["message"] == condition(observed["detectionrule-invalid"], "Ready")["message"]
@@ -140,7 +150,9 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
     # Argo CD, in its health_test.yaml format, over the same objects.
     health = {"detectionrule-healthy": "Healthy", "detectionrule-invalid": "Degraded",
               "incident-healthy": "Healthy", "incident-invalid": "Degraded",
-              "escalationpolicy-unusable": "Degraded"}
+              "escalationpolicy-unusable": "Degraded",
+              # Argo CD has no "retrying": a rule that cannot evaluate is Degraded there (it does not block a sync).
+              "detectionrule-unreachable": "Degraded"}
     health.update({f"{case}-fresh": "Progressing" for case in manifests})
     objects = {**fresh, **observed}
     testdata = tmp_path / "argocd" / "testdata"

@@ -43,9 +43,13 @@ def revision() -> str | None:
             return text[:40]
     except OSError:
         pass
-    package_dir = Path(__file__).resolve().parents[1]
+    # Only a source checkout (operator/incident_operator/ under the repository root) asks git: an
+    # installed copy inside some other repository (a venv in a project) must not report its revision.
+    checkout = Path(__file__).resolve().parents[3]
+    if not (checkout / ".git").exists() or not (checkout / "operator" / "incident_operator").is_dir():
+        return None
     try:
-        out = subprocess.run(["git", "-C", str(package_dir), "rev-parse", "--short=12", "HEAD"],
+        out = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short=12", "HEAD"],
                              capture_output=True, text=True, timeout=2)
     except (OSError, subprocess.SubprocessError):
         return None
