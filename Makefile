@@ -59,7 +59,7 @@ test-integration: deps ## Run the integration tests only
 
 .PHONY: crds
 crds: helm ## Copy crds/, dashboards/ and alerts/ into the chart and the package; render manifests/install.yaml
-	$(PY) -m incident_operator.cli.sync_crds --helm "$$(bash tests/tools/build-helm.sh 2>/dev/null)"
+	$(PY) -m tools.sync_crds --helm "$$(bash tests/tools/build-helm.sh 2>/dev/null)"
 
 .PHONY: chart
 chart: crds ## Lint the Helm chart (after syncing its generated files)
@@ -74,7 +74,7 @@ bench: deps ## Run the benchmarks; they print figures (never pass/fail)
 
 .PHONY: demo
 demo: deps ## One-command tour: control plane, Prometheus, ticket simulator, operator, live view
-	$(PY) -m incident_operator.cli.demo
+	$(PY) -m tools.demo
 
 .PHONY: run
 run: venv ## Run the operator against the current kubeconfig

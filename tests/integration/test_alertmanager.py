@@ -21,9 +21,9 @@ import yaml
 
 from tests.support.alertmanager import Alertmanager
 from tests.support.kubectl import GROUP, VERSION, condition
-from tests.support.processes import free_port, wait_until
-from tests.support.prometheus import Prometheus
-from tests.support.tickets import TicketExporter
+from tools.devenv.processes import free_port, wait_until
+from tools.devenv.prometheus import Prometheus
+from tools.devenv.tickets import TicketExporter
 
 SERVICE_LABEL = "incidents.buttercream.io/service"
 RULE_LABEL = "incidents.buttercream.io/rule"

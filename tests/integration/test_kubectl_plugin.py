@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.support.kubectl import incident, kubectl_binary
-from tests.support.processes import free_port, wait_until
+from tools.devenv.processes import free_port, wait_until
 
 PLUGIN = [sys.executable, "-m", "incident_operator.cli.kubectl_incident"]
 

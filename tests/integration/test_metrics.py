@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from incident_operator.metrics import DURATION_BUCKETS
 
 from tests.support.kubectl import GROUP, VERSION, incident
-from tests.support.processes import free_port, wait_until
+from tools.devenv.processes import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 NEW_SERIES_DELAY = 2  # seconds; the session Prometheus scrapes every second

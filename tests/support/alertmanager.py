@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .processes import ManagedProcess, free_port, wait_until
+from tools.devenv.processes import ManagedProcess, free_port, wait_until
 
 
 def alertmanager_binary() -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .processes import free_port
+from tools.devenv.processes import free_port
 
 
 @dataclass

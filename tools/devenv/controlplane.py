@@ -20,7 +20,8 @@ import yaml
 from .certs import make_pki
 from .processes import ManagedProcess, free_port, wait_until
 
-REPO = Path(os.environ.get("INCIDENT_OPERATOR_REPO") or Path(__file__).resolve().parents[3])
+# tools/devenv/controlplane.py -> the checkout; tools/ is never installed, so this is always a source tree.
+REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tests" / "controlplane" / "build.sh"
 
 
@@ -30,8 +31,8 @@ def control_plane_binaries() -> Path:
     if assets and (Path(assets) / "kube-apiserver").exists() and (Path(assets) / "etcd").exists():
         return Path(assets)
     if not BUILD_SCRIPT.exists():
-        raise RuntimeError(f"{BUILD_SCRIPT} not found: run from a source checkout (or set INCIDENT_OPERATOR_REPO), "
-                           "or set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd")
+        raise RuntimeError(f"{BUILD_SCRIPT} not found: set KUBEBUILDER_ASSETS to a folder holding kube-apiserver "
+                           "and etcd")
     result = subprocess.run(
         ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True, check=True
     )
