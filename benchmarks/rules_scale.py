@@ -100,7 +100,7 @@ def main() -> int:
             time.sleep(2)
         measured = time.monotonic() - warm_until
         cpu = cpu_seconds(operator.process.pid) - cpu_at_warm
-        lags = sorted(b - a - args.interval for times in seen.values() for a, b in zip(times, times[1:]))
+        lags = sorted(b - a - args.interval for times in seen.values() for a, b in zip(times, times[1:], strict=False))
         table = Table(title=f"{args.rules} DetectionRules at {args.interval}s on one replica")
         table.add_column("figure")
         table.add_column("value", justify="right")

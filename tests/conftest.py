@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
 import uuid
 from pathlib import Path
 

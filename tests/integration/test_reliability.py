@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.integration.test_detection import RULE_LABEL, incidents_of, rule
+from tests.integration.test_detection import incidents_of, rule
 from tests.support.kubectl import condition, incident
 from tools.devenv.processes import wait_until
 

@@ -187,7 +187,7 @@ def _kubernetes_functions() -> dict[str, Any]:
     """The parts of Kubernetes' CEL libraries (strings and lists extensions) that cel-python lacks."""
     from celpy import celtypes
 
-    S, I, L, B = celtypes.StringType, celtypes.IntType, celtypes.ListType, celtypes.BoolType
+    S, I, L, B = celtypes.StringType, celtypes.IntType, celtypes.ListType, celtypes.BoolType  # noqa: E741 - CEL's type letters
 
     def split(text, sep, limit=None):
         parts = str(text).split(str(sep)) if limit is None or int(limit) < 0 else str(text).split(str(sep), int(limit) - 1)
@@ -308,6 +308,8 @@ def _evaluate(text: str, rule: Mapping[str, Any], schema: Mapping[str, Any], val
               path: tuple[Any, ...]) -> list[CelViolation]:
     try:
         program = _program(text)
+    except ModuleNotFoundError:
+        raise  # cel-python is the `cli` extra: the CLI says so, rather than skip every rule unseen
     except Exception as error:  # noqa: BLE001 - a rule cel-python cannot compile is not the user's fault
         logging.getLogger(__name__).debug("cannot compile CEL rule %r: %s", text, error)
         return []
