@@ -309,12 +309,15 @@ def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFac
                 f"second ({value * 600:g} in 10 minutes); for \"{value:g} tickets in {window[1:-1]}\" use "
                 f"increase(...{window})", WARNING)
     if isinstance(detector, BaselineDetector):
-        fetched = min(max(detector.history_points, 30), dom.MAX_HISTORY_POINTS)
+        from .ruletest import _max_history_points
+
+        limit = _max_history_points()
+        fetched = min(max(detector.history_points, 30), limit)
         trailing = max(min(detector.trailing_points, fetched - 2 * detector.window_points + 2), 0)
         seasonal = detector.seasonal_days * (2 * detector.seasonal_half_width_points + 1)
         if detector.min_reference_points > trailing + seasonal:
             add(("spec", "detector"), f"spec.detector.baseline.minReferencePoints ({detector.min_reference_points}) can "
-                                      f"never be reached: the operator fetches at most {dom.MAX_HISTORY_POINTS} recent values, which "
+                                      f"never be reached: the operator fetches at most {limit} recent values, which "
                                       f"give {trailing} reference windows (plus {seasonal} from previous days); the "
                                       "rule would never fire")
         explicit = ((spec.get("detector") or {}).get("baseline") or {}) if isinstance(spec, Mapping) else {}
@@ -348,7 +351,7 @@ def _priority_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], add) -> Non
             parsed.append((index, float(band["minValue"]), str(band["priority"])))
         except (KeyError, TypeError, ValueError):
             return  # the schema check reports it
-    for index, min_value, _prio in parsed:
+    for index, min_value, prio in parsed:
         if min_value in seen:
             add(("spec", "priority", "bands", index),
                 f"spec.priority.bands[{index}] never matches: spec.priority.bands[{seen[min_value]}] has the same minValue "

@@ -31,6 +31,8 @@ from .yamlmarks import Document, YamlError, load_documents
 
 #: Evaluation time of the first input value (2026-01-01T00:00:00Z); reported as offset 0s.
 START = 1_767_225_600.0
+#: What the engine fetches as history at most (services/detection.py MAX_HISTORY_POINTS).
+MAX_HISTORY_POINTS = 300
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 EXPECTABLE = ("priority", "title", "state", "service", "team", "reopens", "name", "value", "peak", "dry_run")
 CHANGEABLE_STATES = ("Acknowledged", "Investigating", "Mitigated", "Resolved", "Closed")
@@ -159,7 +161,7 @@ def replay(rule: dom.RuleSpec, series: Sequence[tuple[dict[str, str], list[float
     steps = max((len(values) for _, values in series), default=0)
     interval = rule.interval_s
     step = float(getattr(rule, "step_s", 0.0) or interval)
-    fetch = min(max(rule.history_points, 30), dom.MAX_HISTORY_POINTS)
+    fetch = min(max(rule.history_points, 30), _max_history_points())
     windows = tuple(getattr(rule, "seasonal_windows", ()) or ())
     groups: list[dict[str, Any]] = []
     incidents: dict[str, SimIncident] = {}
@@ -218,6 +220,14 @@ def replay(rule: dom.RuleSpec, series: Sequence[tuple[dict[str, str], list[float
             slot[index] = max(value, slot.get(index, value))  # several series, one group: the larger
         snapshots.append(copy.deepcopy(incidents))
     return Replay(interval_s=interval, snapshots=snapshots, trace=trace)
+
+
+def _max_history_points() -> int:
+    try:
+        from ..services.detection import MAX_HISTORY_POINTS as engine_limit
+    except Exception:  # noqa: BLE001 - the engine's I/O dependencies are optional here
+        return MAX_HISTORY_POINTS
+    return int(engine_limit)
 
 
 def _trace_rows(rule: dom.RuleSpec, now: float, samples, histories, seasonals, groups, done) -> list[TraceRow]:

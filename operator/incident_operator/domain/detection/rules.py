@@ -25,8 +25,6 @@ from ..common.timeutil import format_time
 
 MAX_GROUPS = 100
 MAX_DRY_RUN = 20
-#: The most history points one evaluation fetches (the engine and `incidentctl test` alike).
-MAX_HISTORY_POINTS = 300
 RULE_LABEL = "incidents.buttercream.io/rule"
 FINGERPRINT_LABEL = "incidents.buttercream.io/fingerprint"
 DEFAULT_TITLE = "Spike in {{ rule }}: {{ labels | dictsort | map('join', '=') | join(', ') }}"
