@@ -29,12 +29,12 @@ from ..domain.alerts.alertmanager import SERVICE_LABEL
 from ..domain.common.conditions import set_condition
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
 from ..domain.common.timeutil import format_time, format_time_precise, parse_time
-from . import correlation
+from . import alerts as correlation
 from .incident_book import IncidentBook, detected_summary
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
-MAX_HISTORY_POINTS = dom.MAX_HISTORY_POINTS
+MAX_HISTORY_POINTS = 300
 # The priority the rule itself last set; while spec.priority still equals it, no person has
 # overridden it and the rule may raise it as the spike grows into a higher band.
 RULE_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
@@ -383,7 +383,7 @@ async def _write_signal(incident: dict[str, Any], signal: dict[str, Any]) -> Non
         except kube.Conflict:
             incident = await kube.get_object(kube.INCIDENTS, meta["namespace"], meta["name"])
             if incident is None:
-                raise kube.NotFound(meta["name"]) from None
+                raise kube.NotFound(meta["name"])
 
 
 def _label_safe(value: str) -> str:
