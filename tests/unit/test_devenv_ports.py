@@ -69,7 +69,8 @@ def test_on_fresh_ports_starts_it_again_on_another_port(tmp_path, taken_port):
 
 
 def test_any_other_exit_is_not_retried(tmp_path):
-    process = ManagedProcess("crash", [sys.executable, "-c", "raise SystemExit('no config')"], tmp_path).start()
+    argv = [sys.executable, "-c", "raise SystemExit('no config')"]
+    process = ManagedProcess("crash", argv, tmp_path).start()
     process.proc.wait(30)
     with pytest.raises(ProcessExited) as raised:
         on_fresh_ports(process.check_alive, lambda: pytest.fail("picked new ports for a crash"))
@@ -77,8 +78,8 @@ def test_any_other_exit_is_not_retried(tmp_path):
 
 
 def test_an_old_port_clash_in_the_appended_log_does_not_count_for_the_next_start(tmp_path, taken_port):
-    first = ManagedProcess("http", [sys.executable, "-m", "http.server", str(taken_port), "--bind", "127.0.0.1"],
-                           tmp_path).start()
+    argv = [sys.executable, "-m", "http.server", str(taken_port), "--bind", "127.0.0.1"]
+    first = ManagedProcess("http", argv, tmp_path).start()
     first.proc.wait(30)
     with pytest.raises(PortTaken):
         first.check_alive()

@@ -74,7 +74,7 @@ BREAKS = [
     ("incident_operator.adapters.kube", "from incident_operator import metrics", "layers"),
     ("incident_operator.handlers.incidents", "import kubernetes", "io-in-adapters"),
     ("incident_operator.services.notifier", "import apprise", "io-in-adapters"),
-    ("incident_operator.services.detection", "from incident_operator.services import alerts",
+    ("incident_operator.services.alerts", "from incident_operator.services import detection",
      "independent-intake"),
     ("incident_operator.services.incident_book", "from incident_operator.cli import common",
      "operator-without-user-tools"),
