@@ -13,18 +13,6 @@ GROUP = "incidents.buttercream.io"
 VERSION = "v1alpha1"
 
 
-# The `cli` extra of pyproject.toml (the operator runs without it): module -> what needs it.
-CLI_EXTRA = {"rich": "kubectl-incident's tables", "celpy": "checking the CRDs' CEL rules offline"}
-
-
-def missing_extra(error: ModuleNotFoundError) -> str | None:
-    """The message for a command that needs the `cli` extra, or None for any other missing module."""
-    module = (error.name or "").split(".")[0]
-    if module not in CLI_EXTRA:
-        return None
-    return f"{CLI_EXTRA[module]} needs {module!r}: pip install 'incident-operator[cli]'"
-
-
 class CommandError(Exception):
     """A user-facing error: printed without a traceback, exit status 1."""
 

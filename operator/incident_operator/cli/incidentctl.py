@@ -44,19 +44,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        return _main(argv)
-    except ModuleNotFoundError as error:
-        from .common import missing_extra
-
-        message = missing_extra(error)
-        if message is None:
-            raise
-        print(f"incidentctl: {message}", file=sys.stderr)
-        return 1
-
-
-def _main(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     if command is None:

@@ -421,11 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - never a traceback for a person at a terminal
         if os.environ.get("KUBECTL_INCIDENT_DEBUG"):
             raise
-        from .common import missing_extra
-
-        extra = missing_extra(error) if isinstance(error, ModuleNotFoundError) else None
-        print(f"error: {extra or type(error).__name__ + ': ' + ' '.join(str(error).split())[:500]}",
-              file=sys.stderr)
+        print(f"error: {type(error).__name__}: {' '.join(str(error).split())[:500]}", file=sys.stderr)
         return 1
 
 

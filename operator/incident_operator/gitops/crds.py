@@ -220,7 +220,11 @@ def _kubernetes_functions() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _program(rule: str):
-    import celpy
+    try:
+        import celpy
+    except ModuleNotFoundError as error:  # the CLI prints this line; the operator never gets here
+        raise ModuleNotFoundError("checking the CRDs' CEL rules offline needs cel-python, the `cli` extra: "
+                                  "pip install 'incident-operator[cli]'", name=error.name) from None
 
     env = celpy.Environment()
     return env.program(env.compile(rule), functions=_kubernetes_functions())
@@ -309,7 +313,7 @@ def _evaluate(text: str, rule: Mapping[str, Any], schema: Mapping[str, Any], val
     try:
         program = _program(text)
     except ModuleNotFoundError:
-        raise  # cel-python is the `cli` extra: the CLI says so, rather than skip every rule unseen
+        raise  # cel-python missing: say so, rather than skip every rule unseen
     except Exception as error:  # noqa: BLE001 - a rule cel-python cannot compile is not the user's fault
         logging.getLogger(__name__).debug("cannot compile CEL rule %r: %s", text, error)
         return []
