@@ -8,7 +8,7 @@ from datetime import datetime
 
 
 from tests.support.kubectl import GROUP, VERSION, condition
-from tools.devenv.processes import wait_until
+from tools.devenv.processes import free_port, wait_until  # noqa: F401 - free_port: used by tests on branch recurrence
 from tools.devenv.prometheus import Prometheus
 
 RULE_LABEL = "incidents.buttercream.io/rule"
