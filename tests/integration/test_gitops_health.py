@@ -18,11 +18,12 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.support.argocd_health import evaluate, run_health_tests
 from tests.support.kubectl import GROUP, VERSION, condition, incident
-from tests.support.processes import free_port, wait_until
+from tools.devenv.processes import refused_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 ARGOCD = REPO / "charts" / "incident-operator" / "files" / "argocd"
@@ -43,6 +44,13 @@ def kstatus(objects: dict[str, dict], directory: Path) -> dict[str, dict]:
         paths.append(str(path))
     out = subprocess.run([kstatus_binary(), *paths], check=True, capture_output=True, text=True).stdout
     return {Path(line["file"]).stem: line for line in map(json.loads, out.splitlines())}
+
+
+@pytest.fixture
+def dead_port():
+    """A loopback port that refuses connections for the whole test (a Prometheus that is down)."""
+    with refused_port() as port:
+        yield port
 
 
 def rule(name: str, query: str) -> dict:
@@ -66,7 +74,7 @@ def trimmed(obj: dict) -> dict:
 
 
 def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, start_operator, prometheus, exporter,
-                                                                   tmp_path):
+                                                                   dead_port, tmp_path):
     topic = "gitops-" + uuid.uuid4().hex[:4]
     exporter.set_rate(topic, 0.0)
     manifests = {
@@ -82,7 +90,7 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
         # A Prometheus nobody answers at: retried at every interval, so InProgress, not Failed.
         "detectionrule-unreachable": {**rule("unreachable", "sum(up)"),
                                       "spec": {**rule("unreachable", "sum(up)")["spec"],
-                                               "prometheus": {"url": f"http://127.0.0.1:{free_port()}"}}},
+                                               "prometheus": {"url": f"http://127.0.0.1:{dead_port}"}}},
     }
     kinds = {"detectionrule": "detectionrule", "incident": "incident", "escalationpolicy": "escalationpolicy"}
     for manifest in manifests.values():
