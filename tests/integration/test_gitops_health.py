@@ -31,8 +31,9 @@ HEALTH_LUA = ARGOCD / "health.lua"
 
 
 def kstatus_binary() -> str:
-    return subprocess.run(["bash", str(REPO / "tests" / "kstatus" / "build.sh")], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["bash", str(REPO / "tests" / "kstatus" / "build.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def kstatus(objects: dict[str, dict], directory: Path) -> dict[str, dict]:
@@ -54,43 +55,73 @@ def dead_port():
 
 
 def rule(name: str, query: str) -> dict:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule", "metadata": {"name": name},
-            "spec": {"query": query, "interval": "2s", "detector": {"type": "threshold", "threshold": {"value": 15}},
-                     "incident": {"title": "Spike of {{ labels.topic }} tickets"}}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "DetectionRule",
+        "metadata": {"name": name},
+        "spec": {
+            "query": query,
+            "interval": "2s",
+            "detector": {"type": "threshold", "threshold": {"value": 15}},
+            "incident": {"title": "Spike of {{ labels.topic }} tickets"},
+        },
+    }
 
 
 def policy(name: str, secret: str) -> dict:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EscalationPolicy", "metadata": {"name": name},
-            "spec": {"levels": [{"name": "on-call",
-                                 "channels": [{"name": "hook", "secretRef": {"name": secret, "key": "url"}}]}]}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "EscalationPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "levels": [
+                {
+                    "name": "on-call",
+                    "channels": [{"name": "hook", "secretRef": {"name": secret, "key": "url"}}],
+                }
+            ]
+        },
+    }
 
 
 def trimmed(obj: dict) -> dict:
     """The object as a manifest reader sees it, without the server's bookkeeping."""
-    meta = {k: v for k, v in obj["metadata"].items()
-            if k in ("name", "namespace", "generation", "labels", "deletionTimestamp")}
+    meta = {
+        k: v
+        for k, v in obj["metadata"].items()
+        if k in ("name", "namespace", "generation", "labels", "deletionTimestamp")
+    }
     meta["namespace"] = "support"
     return {**obj, "metadata": meta}
 
 
-def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, start_operator, prometheus, exporter,
-                                                                   dead_port, tmp_path):
+def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(
+    kubectl, start_operator, prometheus, exporter, dead_port, tmp_path
+):
     topic = "gitops-" + uuid.uuid4().hex[:4]
     exporter.set_rate(topic, 0.0)
     manifests = {
         "detectionrule-healthy": rule(
-            "healthy", f'sum by (topic) (increase(support_tickets_created_total{{target="{exporter.target}",'
-                       f'topic="{topic}"}}[10s]))'),
+            "healthy",
+            f'sum by (topic) (increase(support_tickets_created_total{{target="{exporter.target}",'
+            f'topic="{topic}"}}[10s]))',
+        ),
         # PromQL the API server cannot judge, the operator's parser refuses.
-        "detectionrule-invalid": rule("invalid", "sum by (topic) (increase(support_tickets_created_total[10s])"),
+        "detectionrule-invalid": rule(
+            "invalid", "sum by (topic) (increase(support_tickets_created_total[10s])"
+        ),
         "incident-healthy": incident("healthy", priority="P3"),
         # A start in the future: only the operator can judge it (the API server has no clock in CEL).
         "incident-invalid": incident("invalid", priority="P3", startedAt="2099-01-01T00:00:00Z"),
         "escalationpolicy-unusable": policy("unusable", "no-such-secret"),
         # A Prometheus nobody answers at: retried at every interval, so InProgress, not Failed.
-        "detectionrule-unreachable": {**rule("unreachable", "sum(up)"),
-                                      "spec": {**rule("unreachable", "sum(up)")["spec"],
-                                               "prometheus": {"url": f"http://127.0.0.1:{dead_port}"}}},
+        "detectionrule-unreachable": {
+            **rule("unreachable", "sum(up)"),
+            "spec": {
+                **rule("unreachable", "sum(up)")["spec"],
+                "prometheus": {"url": f"http://127.0.0.1:{dead_port}"},
+            },
+        },
     }
     kinds = {"detectionrule": "detectionrule", "incident": "incident", "escalationpolicy": "escalationpolicy"}
     for manifest in manifests.values():
@@ -111,15 +142,30 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
         obj = read(case)
         ready = condition(obj, "Ready")
         status = obj.get("status") or {}
-        return obj if (status.get("observedGeneration") == obj["metadata"]["generation"]
-                       and ready and ready["reason"] == reason) else None
+        return (
+            obj
+            if (
+                status.get("observedGeneration") == obj["metadata"]["generation"]
+                and ready
+                and ready["reason"] == reason
+            )
+            else None
+        )
 
-    expected_ready = {"detectionrule-healthy": "Evaluating", "detectionrule-invalid": "Invalid",
-                      "incident-healthy": "OnTrack", "incident-invalid": "Invalid",
-                      "escalationpolicy-unusable": "ChannelsUnusable",
-                      "detectionrule-unreachable": "PrometheusUnavailable"}
-    observed = {case: wait_until(lambda case=case: settled(case, reason), 30, what=f"{case} Ready={reason}")
-                for case, reason in expected_ready.items()}
+    expected_ready = {
+        "detectionrule-healthy": "Evaluating",
+        "detectionrule-invalid": "Invalid",
+        "incident-healthy": "OnTrack",
+        "incident-invalid": "Invalid",
+        "escalationpolicy-unusable": "ChannelsUnusable",
+        "detectionrule-unreachable": "PrometheusUnavailable",
+    }
+    observed = {
+        case: wait_until(
+            lambda case=case, reason=reason: settled(case, reason), 30, what=f"{case} Ready={reason}"
+        )
+        for case, reason in expected_ready.items()
+    }
 
     # The conditions themselves, as the CRDs document them.
     for case in ("detectionrule-invalid", "incident-invalid", "escalationpolicy-unusable"):
@@ -139,16 +185,24 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
     results = kstatus({**fresh, **observed}, tmp_path / "kstatus")
     got = {case: r["status"] for case, r in results.items()}
     assert got == {
-        "detectionrule-healthy-fresh": "InProgress", "detectionrule-invalid-fresh": "InProgress",
-        "incident-healthy-fresh": "InProgress", "incident-invalid-fresh": "InProgress",
+        "detectionrule-healthy-fresh": "InProgress",
+        "detectionrule-invalid-fresh": "InProgress",
+        "incident-healthy-fresh": "InProgress",
+        "incident-invalid-fresh": "InProgress",
         "escalationpolicy-unusable-fresh": "InProgress",
-        "detectionrule-healthy": "Current", "detectionrule-invalid": "Failed",
-        "incident-healthy": "Current", "incident-invalid": "Failed",
+        "detectionrule-healthy": "Current",
+        "detectionrule-invalid": "Failed",
+        "incident-healthy": "Current",
+        "incident-invalid": "Failed",
         "escalationpolicy-unusable": "Failed",
-        "detectionrule-unreachable-fresh": "InProgress", "detectionrule-unreachable": "InProgress",
+        "detectionrule-unreachable-fresh": "InProgress",
+        "detectionrule-unreachable": "InProgress",
     }, results
     assert "observed generation is 0" in results["incident-healthy-fresh"]["message"]
-    assert results["detectionrule-invalid"]["message"] == condition(observed["detectionrule-invalid"], "Ready")["message"]
+    assert (
+        results["detectionrule-invalid"]["message"]
+        == condition(observed["detectionrule-invalid"], "Ready")["message"]
+    )
 
     # A spec change is InProgress again until the operator observes the new generation.
     edited = json.loads(json.dumps(observed["incident-healthy"]))
@@ -156,11 +210,15 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
     assert kstatus({"edited": edited}, tmp_path / "kstatus-edited")["edited"]["status"] == "InProgress"
 
     # Argo CD, in its health_test.yaml format, over the same objects.
-    health = {"detectionrule-healthy": "Healthy", "detectionrule-invalid": "Degraded",
-              "incident-healthy": "Healthy", "incident-invalid": "Degraded",
-              "escalationpolicy-unusable": "Degraded",
-              # Argo CD has no "retrying": a rule that cannot evaluate is Degraded there (it does not block a sync).
-              "detectionrule-unreachable": "Degraded"}
+    health = {
+        "detectionrule-healthy": "Healthy",
+        "detectionrule-invalid": "Degraded",
+        "incident-healthy": "Healthy",
+        "incident-invalid": "Degraded",
+        "escalationpolicy-unusable": "Degraded",
+        # Argo CD has no "retrying": a rule that cannot evaluate is Degraded there (it does not block a sync).
+        "detectionrule-unreachable": "Degraded",
+    }
     health.update({f"{case}-fresh": "Progressing" for case in manifests})
     objects = {**fresh, **observed}
     testdata = tmp_path / "argocd" / "testdata"
@@ -169,10 +227,15 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
     for case, status in health.items():
         (testdata / f"{case}.yaml").write_text(yaml.safe_dump(objects[case], sort_keys=False))
         message = evaluate(HEALTH_LUA.read_text(), objects[case])["message"]
-        tests.append({"healthStatus": {"status": status, "message": message}, "inputPath": f"testdata/{case}.yaml"})
+        tests.append(
+            {"healthStatus": {"status": status, "message": message}, "inputPath": f"testdata/{case}.yaml"}
+        )
     (tmp_path / "argocd" / "health_test.yaml").write_text(yaml.safe_dump({"tests": tests}, sort_keys=False))
-    failures = [(path, want, got) for path, want, got in run_health_tests(HEALTH_LUA, tmp_path / "argocd" / "health_test.yaml")
-                if want != got]
+    failures = [
+        (path, want, got)
+        for path, want, got in run_health_tests(HEALTH_LUA, tmp_path / "argocd" / "health_test.yaml")
+        if want != got
+    ]
     assert failures == []
     messages = {Path(t["inputPath"]).stem: t["healthStatus"]["message"] for t in tests}
     assert messages["incident-healthy-fresh"] == "Waiting for the operator to observe generation 1"
@@ -182,5 +245,7 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(kubectl, star
     if os.environ.get("INCIDENT_CAPTURE_ARGOCD_TESTDATA"):
         (ARGOCD / "testdata").mkdir(exist_ok=True)
         for case in health:
-            (ARGOCD / "testdata" / f"{case}.yaml").write_text(yaml.safe_dump(trimmed(objects[case]), sort_keys=False))
+            (ARGOCD / "testdata" / f"{case}.yaml").write_text(
+                yaml.safe_dump(trimmed(objects[case]), sort_keys=False)
+            )
         (ARGOCD / "health_test.yaml").write_text(yaml.safe_dump({"tests": tests}, sort_keys=False))

@@ -22,31 +22,52 @@ def test_health_test_yaml_passes():
 def test_argo_cd_values_carry_the_same_script_for_every_kind():
     cm = yaml.safe_load((ARGOCD / "argo-cd-values.yaml").read_text())["configs"]["cm"]
     script = (ARGOCD / "health.lua").read_text()
-    assert cm == {f"resource.customizations.health.incidents.buttercream.io_{kind}": script
-                  for kind in ("Incident", "DetectionRule", "EscalationPolicy")}
+    assert cm == {
+        f"resource.customizations.health.incidents.buttercream.io_{kind}": script
+        for kind in ("Incident", "DetectionRule", "EscalationPolicy")
+    }
+
+
+FIELDS = ("type", "status", "reason", "message")
 
 
 def _obj(generation=1, observed=1, *conditions):
-    return {"metadata": {"generation": generation},
-            "status": {"observedGeneration": observed,
-                       "conditions": [dict(zip(("type", "status", "reason", "message"), c)) for c in conditions]}}
+    return {
+        "metadata": {"generation": generation},
+        "status": {
+            "observedGeneration": observed,
+            "conditions": [dict(zip(FIELDS, c, strict=True)) for c in conditions],
+        },
+    }
 
 
 def test_precedence_follows_kstatus():
     script = (ARGOCD / "health.lua").read_text()
     ready = ("Ready", "True", "Evaluating", "ok")
     assert evaluate(script, _obj(2, 1, ready)) == {
-        "status": "Progressing", "message": "Waiting for the operator to observe generation 2"}
+        "status": "Progressing",
+        "message": "Waiting for the operator to observe generation 2",
+    }
     assert evaluate(script, {"metadata": {"generation": 1}})["status"] == "Progressing"
     assert evaluate(script, _obj(1, 1, ready, ("Stalled", "True", "Invalid", "bad")))["status"] == "Degraded"
-    assert evaluate(script, _obj(1, 1, ("Ready", "False", "PrometheusUnavailable", "x"),
-                                 ("Degraded", "True", "PrometheusUnavailable", "down"),
-                                 ("Reconciling", "True", "PrometheusUnavailable", "retrying"))) == {
-        "status": "Degraded", "message": "PrometheusUnavailable: down"}
+    assert evaluate(
+        script,
+        _obj(
+            1,
+            1,
+            ("Ready", "False", "PrometheusUnavailable", "x"),
+            ("Degraded", "True", "PrometheusUnavailable", "down"),
+            ("Reconciling", "True", "PrometheusUnavailable", "retrying"),
+        ),
+    ) == {"status": "Degraded", "message": "PrometheusUnavailable: down"}
     assert evaluate(script, _obj(1, 1, ready, ("Reconciling", "True", "Pending", "soon"))) == {
-        "status": "Progressing", "message": "Pending: soon"}
+        "status": "Progressing",
+        "message": "Pending: soon",
+    }
     assert evaluate(script, _obj(1, 1, ready, ("Stalled", "False", "NotStalled", ""))) == {
-        "status": "Healthy", "message": "ok"}
+        "status": "Healthy",
+        "message": "ok",
+    }
     deleting = _obj(1, 1, ready)
     deleting["metadata"]["deletionTimestamp"] = "2026-12-02T00:00:00Z"
     assert evaluate(script, deleting)["status"] == "Progressing"

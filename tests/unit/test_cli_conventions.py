@@ -32,8 +32,9 @@ OPERATOR = [sys.executable, "-m", "incident_operator"]
 def run(argv, **kwargs) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("INCIDENTCTL_DEBUG", "KUBECTL_INCIDENT_DEBUG")}
     env.update(kwargs.pop("env", {}))
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, cwd=kwargs.pop("cwd", REPO),
-                          **kwargs)
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=120, env=env, cwd=kwargs.pop("cwd", REPO), **kwargs
+    )
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +45,20 @@ def dead_kubeconfig(tmp_path_factory) -> Path:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     path = tmp_path_factory.mktemp("kube") / "kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "gone",
-        "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
-        "users": [{"name": "u", "user": {"token": "x"}}],
-        "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u", "namespace": "default"}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "gone",
+                "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "x"}}],
+                "contexts": [
+                    {"name": "gone", "context": {"cluster": "gone", "user": "u", "namespace": "default"}}
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -56,11 +66,20 @@ def dead_kubeconfig(tmp_path_factory) -> Path:
 def failing_rule_test(tmp_path_factory) -> Path:
     """A rule test that cannot pass: it expects an incident while the series stays flat."""
     path = tmp_path_factory.mktemp("ruletest") / "failing_test.yaml"
-    path.write_text(yaml.safe_dump({
-        "rule_files": [str(RULE)],
-        "tests": [{"name": "expects what never happens",
-                   "input_series": [{"series": '{topic="login"}', "values": "0x20"}],
-                   "expected_incidents": [{"at": "5m", "labels": {"topic": "login"}, "priority": "P1"}]}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(RULE)],
+                "tests": [
+                    {
+                        "name": "expects what never happens",
+                        "input_series": [{"series": '{topic="login"}', "values": "0x20"}],
+                        "expected_incidents": [{"at": "5m", "labels": {"topic": "login"}, "priority": "P1"}],
+                    }
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -91,7 +110,9 @@ GOOD = [
 ]
 
 
-@pytest.mark.parametrize("argv,shows", GOOD, ids=[" ".join(Path(a).name for a in argv[2:]) for argv, _ in GOOD])
+@pytest.mark.parametrize(
+    "argv,shows", GOOD, ids=[" ".join(Path(a).name for a in argv[2:]) for argv, _ in GOOD]
+)
 def test_good_input_exits_0(argv, shows):
     result = run(argv)
     assert result.returncode == 0, result.stderr
@@ -129,9 +150,19 @@ def bad_cases(dead: Path, failing: Path, tmp: Path):
         (INCIDENTCTL, 1, "", ["lint", "--quiet", str(BAD_RULE)]),
         (INCIDENTCTL, 1, "", ["test", str(failing)]),
         (INCIDENTCTL, 1, "cannot reach the Kubernetes API server", ["draft", "x", "--kubeconfig", str(dead)]),
-        (INCIDENTCTL, 1, "cannot reach the Kubernetes API server", ["postmortem", "x", "--kubeconfig", str(dead)]),
+        (
+            INCIDENTCTL,
+            1,
+            "cannot reach the Kubernetes API server",
+            ["postmortem", "x", "--kubeconfig", str(dead)],
+        ),
         (PLUGIN, 1, "cannot reach the Kubernetes API server", ["list", "--kubeconfig", str(dead)]),
-        (PLUGIN, 1, "cannot reach the Kubernetes API server", ["draft", "-n", "default", "x", "--kubeconfig", str(dead)]),
+        (
+            PLUGIN,
+            1,
+            "cannot reach the Kubernetes API server",
+            ["draft", "-n", "default", "x", "--kubeconfig", str(dead)],
+        ),
         (PLUGIN, 1, "cannot reach the Kubernetes API server", ["timeline", "x", "--kubeconfig", str(dead)]),
     ]
 
@@ -180,44 +211,107 @@ def test_lint_formats_carry_file_line_and_column(tmp_path):
     assert text.stdout.startswith(f"{BAD_RULE}:9:3: DetectionRule/for-longer-than-cooldown: spec.for (15m)")
 
     as_json = json.loads(run(INCIDENTCTL + ["lint", "--format", "json", str(BAD_RULE)]).stdout)
-    assert as_json[0] | {"message": ""} == {"file": str(BAD_RULE), "line": 9, "column": 3, "severity": "error",
-                                            "kind": "DetectionRule", "name": "for-longer-than-cooldown",
-                                            "message": ""}
+    assert as_json[0] | {"message": ""} == {
+        "file": str(BAD_RULE),
+        "line": 9,
+        "column": 3,
+        "severity": "error",
+        "kind": "DetectionRule",
+        "name": "for-longer-than-cooldown",
+        "message": "",
+    }
 
     github = run(INCIDENTCTL + ["lint", "-o", "github", str(BAD_RULE)]).stdout.splitlines()
-    assert github[0].startswith(f"::error file={BAD_RULE},line=9,col=3,title=DetectionRule/for-longer-than-cooldown::"
-                                "spec.for (15m) is longer")
+    assert github[0].startswith(
+        f"::error file={BAD_RULE},line=9,col=3,title=DetectionRule/for-longer-than-cooldown::"
+        "spec.for (15m) is longer"
+    )
 
     sarif = json.loads(run(INCIDENTCTL + ["lint", "--format", "sarif", str(BAD_RULE), str(EXAMPLES)]).stdout)
     assert sarif["version"] == "2.1.0" and sarif["$schema"].endswith("sarif-2.1.0.json")
     [run_] = sarif["runs"]
     assert run_["tool"]["driver"]["name"] == "incidentctl lint"
     [result] = run_["results"]
-    assert result["level"] == "error" and result["ruleId"] == run_["tool"]["driver"]["rules"][result["ruleIndex"]]["id"]
+    assert (
+        result["level"] == "error"
+        and result["ruleId"] == run_["tool"]["driver"]["rules"][result["ruleIndex"]]["id"]
+    )
     assert result["locations"][0]["physicalLocation"] == {
-        "artifactLocation": {"uri": str(BAD_RULE)}, "region": {"startLine": 9, "startColumn": 3}}
+        "artifactLocation": {"uri": str(BAD_RULE)},
+        "region": {"startLine": 9, "startColumn": 3},
+    }
     assert result["message"]["text"].startswith("DetectionRule/for-longer-than-cooldown: spec.for (15m)")
 
 
 def test_sarif_validates_against_the_2_1_0_shape():
-    """The parts of the SARIF 2.1.0 schema a consumer (GitHub code scanning) requires, checked with jsonschema."""
+    """The parts of the SARIF 2.1.0 schema that GitHub code scanning requires, checked with jsonschema."""
     import jsonschema
 
-    schema = {"type": "object", "required": ["version", "runs"], "properties": {
-        "version": {"const": "2.1.0"},
-        "runs": {"type": "array", "items": {"type": "object", "required": ["tool", "results"], "properties": {
-            "tool": {"type": "object", "required": ["driver"],
-                     "properties": {"driver": {"type": "object", "required": ["name"]}}},
-            "results": {"type": "array", "items": {"type": "object", "required": ["message", "locations"], "properties": {
-                "level": {"enum": ["none", "note", "warning", "error"]},
-                "message": {"type": "object", "required": ["text"]},
-                "locations": {"type": "array", "minItems": 1, "items": {"type": "object", "properties": {
-                    "physicalLocation": {"type": "object", "required": ["artifactLocation", "region"], "properties": {
-                        "region": {"type": "object", "required": ["startLine", "startColumn"], "properties": {
-                            "startLine": {"type": "integer", "minimum": 1},
-                            "startColumn": {"type": "integer", "minimum": 1}}}}}}}}}}}}}}}}
+    schema = {
+        "type": "object",
+        "required": ["version", "runs"],
+        "properties": {
+            "version": {"const": "2.1.0"},
+            "runs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["tool", "results"],
+                    "properties": {
+                        "tool": {
+                            "type": "object",
+                            "required": ["driver"],
+                            "properties": {"driver": {"type": "object", "required": ["name"]}},
+                        },
+                        "results": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["message", "locations"],
+                                "properties": {
+                                    "level": {"enum": ["none", "note", "warning", "error"]},
+                                    "message": {"type": "object", "required": ["text"]},
+                                    "locations": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "physicalLocation": {
+                                                    "type": "object",
+                                                    "required": ["artifactLocation", "region"],
+                                                    "properties": {
+                                                        "region": {
+                                                            "type": "object",
+                                                            "required": ["startLine", "startColumn"],
+                                                            "properties": {
+                                                                "startLine": {
+                                                                    "type": "integer",
+                                                                    "minimum": 1,
+                                                                },
+                                                                "startColumn": {
+                                                                    "type": "integer",
+                                                                    "minimum": 1,
+                                                                },
+                                                            },
+                                                        }
+                                                    },
+                                                }
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }
     warning = REPO / "tests" / "data" / "bad-rules" / "rate-with-count-threshold.yaml"
-    document = json.loads(run(INCIDENTCTL + ["lint", "--format", "sarif", str(BAD_RULE), str(warning)]).stdout)
+    document = json.loads(
+        run(INCIDENTCTL + ["lint", "--format", "sarif", str(BAD_RULE), str(warning)]).stdout
+    )
     jsonschema.validate(document, schema)
     assert {r["level"] for r in document["runs"][0]["results"]} == {"error", "warning"}
 
@@ -238,11 +332,23 @@ def test_rule_tests_junit_report(failing_rule_test, tmp_path):
 def test_a_closed_pipe_ends_quietly(tmp_path):
     """`incidentctl test --trace | head -1`: no BrokenPipeError, the SIGPIPE status."""
     long = tmp_path / "long_test.yaml"  # a trace far longer than a pipe's buffer
-    long.write_text(yaml.safe_dump({"rule_files": [str(RULE)], "tests": [
-        {"name": "quiet", "input_series": [{"series": '{topic="login"}', "values": "0x4000"}],
-         "expected_incidents": [{"at": "1m", "incidents": []}]}]}))
-    process = subprocess.Popen(INCIDENTCTL + ["test", "--trace", str(long)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, cwd=REPO)
+    long.write_text(
+        yaml.safe_dump(
+            {
+                "rule_files": [str(RULE)],
+                "tests": [
+                    {
+                        "name": "quiet",
+                        "input_series": [{"series": '{topic="login"}', "values": "0x4000"}],
+                        "expected_incidents": [{"at": "1m", "incidents": []}],
+                    }
+                ],
+            }
+        )
+    )
+    process = subprocess.Popen(
+        INCIDENTCTL + ["test", "--trace", str(long)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO
+    )
     process.stdout.readline()
     process.stdout.close()  # as `head -1` does
     stderr = process.stderr.read().decode()
@@ -281,8 +387,15 @@ def test_make_help_colours_a_terminal_unless_no_color():
     def through_pty(env):
         leader, follower = pty.openpty()
         try:
-            subprocess.run(["make", "--no-print-directory", "help"], stdout=follower, stderr=subprocess.DEVNULL,
-                           cwd=REPO, env=env, timeout=60, check=True)
+            subprocess.run(
+                ["make", "--no-print-directory", "help"],
+                stdout=follower,
+                stderr=subprocess.DEVNULL,
+                cwd=REPO,
+                env=env,
+                timeout=60,
+                check=True,
+            )
             os.close(follower)
             chunks = []
             while True:
@@ -308,5 +421,8 @@ def test_backtest_prints_one_line_per_series_when_not_a_terminal(tmp_path):
     series.write_text("timestamp,value\n" + "".join(f"2026-01-01 00:{m:02d}:00,1\n" for m in range(30)))
     result = run(INCIDENTCTL + ["backtest", "--nab", str(tmp_path / "nab"), "--out", str(tmp_path / "out")])
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == ["cat/flat.csv: 0 alarm rows", f"1 series replayed into {tmp_path / 'out'}"]
+    assert result.stderr.splitlines() == [
+        "cat/flat.csv: 0 alarm rows",
+        f"1 series replayed into {tmp_path / 'out'}",
+    ]
     assert "\x1b[" not in result.stderr

@@ -70,5 +70,6 @@ def test_postmortem_from_a_file(capsys, tmp_path):
 
 
 def test_missing_file_is_a_clear_error(capsys, tmp_path):
-    assert incidentctl.main(["postmortem", "x", "-f", str(tmp_path / "missing.yaml")]) == 2  # an I/O error, not a finding
+    # An I/O error (2), not a finding (1).
+    assert incidentctl.main(["postmortem", "x", "-f", str(tmp_path / "missing.yaml")]) == 2
     assert "cannot read" in capsys.readouterr().err

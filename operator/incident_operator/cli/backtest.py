@@ -277,10 +277,13 @@ def _progress(total: int):
     """A progress bar on a terminal (rich, on stderr); elsewhere one line per file, for logs."""
     from .conventions import use_colour
 
-    if not use_colour(sys.stderr):
+    try:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    except ImportError:  # rich comes with the cli extra; without it, the plain lines
+        Progress = None  # type: ignore[assignment,misc]
+    if not use_colour(sys.stderr) or Progress is None:
         yield lambda line: print(line, file=sys.stderr)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(TextColumn("backtest"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                   TextColumn("{task.description}"), transient=True, console=_stderr_console()) as progress:

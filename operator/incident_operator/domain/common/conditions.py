@@ -82,7 +82,8 @@ def with_progress(
         conditions = set_condition(conditions, STALLED, False, "NotStalled",
                                    "Nothing blocks reconciliation", now, generation)
     if reconciling is not None and stalled is None:
-        conditions = set_condition(conditions, RECONCILING, True, reconciling[0], reconciling[1], now, generation)
+        reason, message = reconciling
+        conditions = set_condition(conditions, RECONCILING, True, reason, message, now, generation)
     else:
         conditions = set_condition(conditions, RECONCILING, False, "Stalled" if stalled else "Reconciled",
                                    "Waiting for a change to the spec" if stalled

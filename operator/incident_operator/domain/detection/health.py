@@ -12,7 +12,9 @@ from __future__ import annotations
 TRANSIENT_FAILURES = frozenset({"Unavailable", "Timeout", "BadResponse"})
 
 
-def failure_progress(prometheus_reason: str, condition_reason: str, message: str) -> dict[str, tuple[str, str]]:
+def failure_progress(
+    prometheus_reason: str, condition_reason: str, message: str
+) -> dict[str, tuple[str, str]]:
     """Keyword arguments for ``conditions.with_progress`` after a failed evaluation."""
     if prometheus_reason in TRANSIENT_FAILURES:
         return {"reconciling": (condition_reason, f"Retrying at the next interval: {message}")}
