@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 from .detectors import DEFAULT_DETECTOR_SPEC, Detector, InvalidDetector, Verdict, build_detector
 from ..common.durations import parse_duration
 from .episodes import FIRING, INACTIVE, EpisodeState, mark_resolved, step
-from ..common.textrender import TemplateError, render_text
+from ..common.sandbox import RULE_TEXT, TemplateError, render
 from ..common.timeutil import format_time
 
 MAX_GROUPS = 100
@@ -129,10 +129,10 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
     for key in ("title", "description", "service", "team"):
         if template.get(key):
             try:
-                render_text(str(template[key]), {"labels": {}, "value": 0, "baseline": 0, "threshold": 0,
-                                                 "rule": name, "namespace": namespace}, strict=False)
+                render(str(template[key]), {"labels": {}, "value": 0, "baseline": 0, "threshold": 0,
+                                            "rule": name, "namespace": namespace}, RULE_TEXT)
             except TemplateError as error:
-                raise InvalidRule(f"spec.incident.{key}: {error}") from None
+                raise InvalidRule(f"spec.incident.{key}: {_template_problem(error)}") from None
     rule = RuleSpec(
         namespace=namespace, name=name, query=query,
         interval_s=seconds("interval", "30s"), for_s=seconds("for", "0s"),
@@ -391,13 +391,19 @@ def _worth_keeping(record: Mapping[str, Any], state: EpisodeState, known: Incide
     return known is not None and known.state == "Resolved" and state.resolved_at is None
 
 
+def _template_problem(error: TemplateError) -> str:
+    if error.reason == "sandbox":
+        return f"template refused by the sandbox: {error.message}"
+    return error.message if error.message.startswith("template") else f"template {error.message}"
+
+
 def _render(template: str | None, context: Mapping[str, Any], fallback: str) -> str:
     if not template:
         return fallback
     try:
-        return render_text(template, context, strict=False)
+        return render(template, context, RULE_TEXT)
     except TemplateError:
-        return render_text(fallback, context, strict=False) if fallback else ""
+        return render(fallback, context, RULE_TEXT) if fallback else ""
 
 
 def signal_status(rule: RuleSpec, action: Action, graph_base: str | None, now: float) -> dict[str, Any]:
