@@ -43,7 +43,7 @@ class TestFileError(ValueError):
 
 
 def _offset(seconds: float) -> str:
-    return format_duration(seconds) if seconds >= 0 and seconds == int(seconds) else f"{seconds:g}s"
+    return format_duration(seconds) if seconds >= 0 else "-" + format_duration(-seconds)
 
 
 # -- input values -------------------------------------------------------------------------------

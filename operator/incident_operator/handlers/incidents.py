@@ -28,7 +28,9 @@ import kopf
 
 from .. import metrics
 from ..adapters import kube
-from ..domain.incident.lifecycle import Outcome, reconcile_incident, status_patch
+from ..domain.common.status import status_patch
+from ..domain.common.timeutil import utcnow
+from ..domain.incident.lifecycle import Outcome, reconcile_incident
 from ..services.incident_book import IncidentBook
 from ..services.incident_queue import IncidentQueue
 
@@ -45,10 +47,6 @@ log = logging.getLogger(__name__)
 
 class StillChanging(RuntimeError):
     """Every status write conflicted with a newer version of the incident."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _ObjectLogger(logging.LoggerAdapter):

@@ -27,8 +27,9 @@ from ..config import OperatorConfig
 from ..domain.detection import rules as dom
 from ..domain.alerts.alertmanager import SERVICE_LABEL
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
-from ..domain.common.timeutil import format_time, format_time_precise, parse_time
+from ..domain.common.status import status_patch
+from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
+from ..domain.common.timeutil import format_time, format_time_precise, utcnow
 from . import alerts as correlation
 from .incident_book import IncidentBook, detected_summary
 
@@ -46,10 +47,6 @@ class EvaluationResult:
     rule_body: dict[str, Any] | None
     duration: float
     error: PrometheusError | None = None
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> Endpoint:
@@ -392,7 +389,3 @@ def _label_safe(value: str) -> str:
     cleaned = re.sub(r"[^a-z0-9_.-]", "-", value.lower()).strip("-._")[:63]
     return cleaned.strip("-._") or "unknown"
 
-
-def parse_time_epoch(value: str | None) -> float | None:
-    moment = parse_time(value) if value else None
-    return moment.timestamp() if moment else None

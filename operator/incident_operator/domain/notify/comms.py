@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any, Mapping
 
 from ..common import sandbox
-from ..common.timeutil import format_time, parse_time
+from ..common.timeutil import format_time, time_or_none
 
 KINDS = ("status-update", "resolution", "follow-up")
 PUBLIC_STATES = ("investigating", "identified", "monitoring", "resolved")
@@ -62,18 +62,12 @@ def public_state(state: str | None, spec: Mapping[str, Any] | None = None) -> st
 
 
 def _text_time(value: Any) -> str | None:
-    try:
-        moment = parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+    moment = time_or_none(value)
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else None
 
 
 def _duration_text(start: Any, end: Any) -> str | None:
-    try:
-        a, b = parse_time(start), parse_time(end)
-    except (TypeError, ValueError):
-        return None
+    a, b = time_or_none(start), time_or_none(end)
     if not a or not b or b < a:
         return None
     minutes = int((b - a).total_seconds() // 60)
