@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..domain.detection import rules as dom
-from ..domain.detection.detectors import DEFAULT_DETECTOR_SPEC, BaselineDetector, InvalidDetector, ThresholdDetector, build_detector
+from ..domain.detection.detectors import BaselineDetector, InvalidDetector, ThresholdDetector
 from ..domain.common.durations import format_duration
 from ..domain.common.timeutil import time_or_none, utcnow
 from .crds import CrdVersion, apply_defaults, cel_violations, load_crds
@@ -215,14 +215,10 @@ class Linter:
                 ok = False
         else:
             ok = False
-        detector_spec = dict(spec.get("detector") or DEFAULT_DETECTOR_SPEC)
-        if isinstance(detector_spec.get("baseline"), dict) and "step" in detector_spec["baseline"]:
-            # the history step belongs to the rule (parse_rule takes it out before building the detector)
-            detector_spec["baseline"] = {k: v for k, v in detector_spec["baseline"].items() if k != "step"}
         if clean("spec", "detector") and ("spec",) not in broken:
             try:
-                build_detector(detector_spec)
-            except (InvalidDetector, ValueError, TypeError) as error:
+                dom.parse_detector(spec.get("detector"))
+            except InvalidDetector as error:
                 message = str(error)
                 add(("spec",) + _message_path(message, "detector"),
                     f"spec.{message}" if message.startswith("detector") else f"spec.detector: {message}")
@@ -306,10 +302,8 @@ def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFac
                 f"second ({value * 600:g} in 10 minutes); for \"{value:g} tickets in {window[1:-1]}\" use "
                 f"increase(...{window})", WARNING)
     if isinstance(detector, BaselineDetector):
-        from .ruletest import _max_history_points
-
-        limit = _max_history_points()
-        fetched = min(max(detector.history_points, 30), limit)
+        limit = dom.MAX_HISTORY_POINTS
+        fetched = rule.fetched_history_points
         trailing = max(min(detector.trailing_points, fetched - 2 * detector.window_points + 2), 0)
         seasonal = detector.seasonal_days * (2 * detector.seasonal_half_width_points + 1)
         if detector.min_reference_points > trailing + seasonal:

@@ -35,7 +35,6 @@ from .incident_book import IncidentBook, detected_summary
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
-MAX_HISTORY_POINTS = 300
 # The priority the rule itself last set; while spec.priority still equals it, no person has
 # overridden it and the rule may raise it as the spike grows into a higher band.
 RULE_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
@@ -105,7 +104,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     try:
         endpoint = await endpoint_for(rule_body, config)
         async with semaphore:
-            points = min(max(rule.history_points, 30), MAX_HISTORY_POINTS)
+            points = rule.fetched_history_points
             step = rule.step_s
             # The value now and the history before it (for the detector and startedAt) in parallel: one
             # round trip less between the evaluation tick and the incident. When nothing matches, the

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
-from .detectors import DEFAULT_DETECTOR_SPEC, Detector, InvalidDetector, Verdict, build_detector
+from .detectors import (
+    BASELINE_PARAMETERS,
+    DEFAULT_DETECTOR_SPEC,
+    THRESHOLD_PARAMETERS,
+    Detector,
+    InvalidDetector,
+    Parameter,
+    Verdict,
+    build_detector,
+)
 from ..common.durations import parse_duration
 from .episodes import FIRING, INACTIVE, EpisodeState, mark_resolved, step
 from ..common.sandbox import RULE_TEXT, TemplateError, render
@@ -31,6 +40,17 @@ DEFAULT_TITLE = "Spike in {{ rule }}: {{ labels | dictsort | map('join', '=') | 
 START_FRACTION = 0.2
 # The baseline detector's defaults are tuned for 5-minute samples (docs/detection.md).
 DEFAULT_BASELINE_STEP_SECONDS = 300.0
+# The most history samples one evaluation fetches (one range query); a detector wanting more gets these.
+MAX_HISTORY_POINTS = 300
+# The defaults of the rule's durations, as in the CRD (crds/detectionrules.yaml).
+DEFAULT_INTERVAL, DEFAULT_FOR, DEFAULT_COOLDOWN, DEFAULT_RECOVERY = "30s", "0s", "30m", "1h"
+
+#: Every field of ``spec.detector.<type>``, by type: the parser's table (``baseline.step`` is a duration,
+#: kept by the rule; its default is DEFAULT_BASELINE_STEP_SECONDS).
+DETECTOR_PARAMETERS: Mapping[str, tuple[Parameter, ...]] = {
+    "threshold": THRESHOLD_PARAMETERS,
+    "baseline": BASELINE_PARAMETERS,
+}
 
 
 class InvalidRule(ValueError):
@@ -78,6 +98,12 @@ class RuleSpec:
         return self.history_step_s or self.interval_s
 
     @property
+    def fetched_history_points(self) -> int:
+        """How many history samples one evaluation range-queries (at least 30, for startedAt; at most
+        MAX_HISTORY_POINTS); the detector sees the last ``history_points`` of them."""
+        return min(max(self.history_points, 30), MAX_HISTORY_POINTS)
+
+    @property
     def seasonal_windows(self) -> tuple:
         return tuple(getattr(self.detector, "seasonal_windows", ()) or ())
 
@@ -90,6 +116,43 @@ def check_promql(query: str) -> None:
         promql_parser.parse(query)
     except Exception as error:  # the binding raises ValueError/RuntimeError depending on version
         raise InvalidRule(f"spec.query is not valid PromQL: {error}") from None
+
+
+@dataclass(frozen=True)
+class ParsedDetector:
+    type: str  # threshold or baseline
+    detector: Detector
+    history_step_s: float  # the spacing of the history it learns from (0: the rule's interval)
+
+
+def parse_detector(spec: Mapping[str, Any] | None) -> ParsedDetector:
+    """``spec.detector`` of a DetectionRule; :class:`InvalidDetector` naming the field (``detector....``).
+
+    The parameters are those of :data:`DETECTOR_PARAMETERS`; ``baseline.step`` belongs to the rule (it says
+    how the history is sampled), every other field to the detector.
+    """
+    if spec is not None and not isinstance(spec, Mapping):
+        raise InvalidDetector(f"detector must be a mapping, got {type(spec).__name__}")
+    detector_spec = dict(spec or DEFAULT_DETECTOR_SPEC)
+    detector_type = str(detector_spec.get("type") or "baseline")
+    history_step = 0.0
+    baseline = detector_spec.get("baseline")
+    if isinstance(baseline, Mapping) and "step" in baseline:
+        baseline = dict(baseline)
+        try:
+            history_step = parse_duration(str(baseline.pop("step")))
+        except ValueError as error:
+            raise InvalidDetector(f"detector.baseline.step: {error}") from None
+        detector_spec["baseline"] = baseline
+    elif detector_type == "baseline":
+        history_step = DEFAULT_BASELINE_STEP_SECONDS
+    try:
+        detector = build_detector(detector_spec)
+    except InvalidDetector:
+        raise
+    except (ValueError, TypeError) as error:
+        raise InvalidDetector(f"detector: {error}") from None
+    return ParsedDetector(detector_type, detector, history_step)
 
 
 def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
@@ -105,22 +168,11 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
         except ValueError as error:
             raise InvalidRule(f"spec.{key}: {error}") from None
 
-    detector_spec = dict(spec.get("detector") or DEFAULT_DETECTOR_SPEC)
-    history_step = 0.0
-    if isinstance(detector_spec.get("baseline"), Mapping) and "step" in detector_spec["baseline"]:
-        # The sampling step of the baseline's history is the rule's business, not the detector's.
-        baseline = dict(detector_spec["baseline"])
-        try:
-            history_step = parse_duration(str(baseline.pop("step")))
-        except ValueError as error:
-            raise InvalidRule(f"spec.detector.baseline.step: {error}") from None
-        detector_spec["baseline"] = baseline
-    elif (detector_spec.get("type") or "baseline") == "baseline":
-        history_step = DEFAULT_BASELINE_STEP_SECONDS
     try:
-        detector = build_detector(detector_spec)
-    except (InvalidDetector, ValueError) as error:
-        raise InvalidRule(f"spec.detector: {error}") from None
+        parsed = parse_detector(spec.get("detector"))
+    except InvalidDetector as error:
+        raise InvalidRule(f"spec.{error}") from None
+    detector_type, detector, history_step = parsed.type, parsed.detector, parsed.history_step_s
 
     priority = dict(spec.get("priority") or {})
     bands = tuple(sorted((PriorityBand(float(b["minValue"]), str(b["priority"])) for b in priority.get("bands") or []),
@@ -135,10 +187,10 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
                 raise InvalidRule(f"spec.incident.{key}: {_template_problem(error)}") from None
     rule = RuleSpec(
         namespace=namespace, name=name, query=query,
-        interval_s=seconds("interval", "30s"), for_s=seconds("for", "0s"),
-        cooldown_s=seconds("cooldown", "30m"), recovery_s=seconds("recoveryWindow", "1h"),
+        interval_s=seconds("interval", DEFAULT_INTERVAL), for_s=seconds("for", DEFAULT_FOR),
+        cooldown_s=seconds("cooldown", DEFAULT_COOLDOWN), recovery_s=seconds("recoveryWindow", DEFAULT_RECOVERY),
         mode=str(spec.get("mode") or "Active"), detector=detector,
-        detector_type=str(detector_spec.get("type") or "baseline"),
+        detector_type=detector_type,
         default_priority=str(priority.get("default") or "P3"), bands=bands,
         title=str(template.get("title") or DEFAULT_TITLE), description=template.get("description"),
         service=template.get("service"), team=template.get("team"),
