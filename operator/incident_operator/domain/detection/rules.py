@@ -446,7 +446,9 @@ def _worth_keeping(record: Mapping[str, Any], state: EpisodeState, known: Incide
 def _template_problem(error: TemplateError) -> str:
     if error.reason == "sandbox":
         return f"template refused by the sandbox: {error.message}"
-    return error.message if error.message.startswith("template") else f"template {error.message}"
+    if error.reason == "syntax":
+        return f"template {error.message}"
+    return error.message if error.message.startswith("template error") else f"template error: {error.message}"
 
 
 def _render(template: str | None, context: Mapping[str, Any], fallback: str) -> str:
