@@ -279,6 +279,7 @@ def parse_settings(raw: Mapping[str, Any] | None, fallback_namespace: str | None
 
     defaults = {k: raw[k] for k in MAPPING_KEYS & set(raw)}
     raw_mappings = raw.get("mappings")
+    mappings: tuple[AlertMapping, ...]
     if raw_mappings is None:
         mappings = (_mapping({}, defaults, "alertmanager.mappings[0]"),)
     elif not isinstance(raw_mappings, list):
@@ -346,6 +347,13 @@ def _string_map(value: Any, where: str) -> dict[str, str]:
     return out
 
 
+def _required_time(value: Any, where: str) -> datetime:
+    moment = _time(value, where, required=True)
+    if moment is None:  # _time raises for a missing required time; this keeps the type honest
+        raise InvalidNotification(f"{where} is required (RFC 3339)")
+    return moment
+
+
 def _time(value: Any, where: str, required: bool) -> datetime | None:
     if value in (None, ""):
         if required:
@@ -397,7 +405,7 @@ def parse_notification(data: Any) -> Notification:
         alerts.append(Alert(
             status=alert_status, labels=labels,
             annotations=_string_map(raw.get("annotations"), f"{where}.annotations"),
-            starts_at=_time(raw.get("startsAt"), f"{where}.startsAt", required=True),
+            starts_at=_required_time(raw.get("startsAt"), f"{where}.startsAt"),
             ends_at=_time(raw.get("endsAt"), f"{where}.endsAt", required=False),
             fingerprint=fingerprint, generator_url=generator,
         ))

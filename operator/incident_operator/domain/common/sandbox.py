@@ -33,12 +33,10 @@ from types import FrameType
 from typing import Any, Callable, Literal, Mapping
 
 import jinja2
-import jinja2.sandbox
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["Limits", "TemplateError", "render", "RULE_TEXT", "DOCUMENT"]
-
-SecurityError = jinja2.sandbox.SecurityError
 
 Reason = Literal["syntax", "sandbox", "undefined", "timeout", "error"]
 

@@ -545,7 +545,7 @@ DEFAULT_DETECTOR_SPEC: dict[str, Any] = {"type": "baseline", "baseline": dict(BA
 _TYPES = ("threshold", "baseline")
 
 
-def _number(path: str, raw: Any, kind: type, lo: float, hi: float) -> float | int:
+def _number(path: str, raw: object, kind: type[int] | type[float], lo: float, hi: float) -> float | int:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         want = "an integer" if kind is int else "a number"
         raise InvalidDetector(f"{path} must be {want}, got {raw!r}")

@@ -24,6 +24,7 @@ from .detectors import (
     Detector,
     InvalidDetector,
     Parameter,
+    SeasonalWindow,
     Verdict,
     build_detector,
 )
@@ -91,7 +92,7 @@ class RuleSpec:
 
     @property
     def history_points(self) -> int:
-        return max(int(getattr(self.detector, "history_points", 0) or 0), 1)
+        return max(self.detector.history_points, 1)
 
     @property
     def step_s(self) -> float:
@@ -104,8 +105,8 @@ class RuleSpec:
         return min(max(self.history_points, 30), MAX_HISTORY_POINTS)
 
     @property
-    def seasonal_windows(self) -> tuple:
-        return tuple(getattr(self.detector, "seasonal_windows", ()) or ())
+    def seasonal_windows(self) -> tuple[SeasonalWindow, ...]:
+        return self.detector.seasonal_windows
 
 
 def check_promql(query: str) -> None:
@@ -341,12 +342,12 @@ def plan_evaluation(
     """
     by_fp: dict[str, dict[str, Any]] = {g["fingerprint"]: dict(g) for g in previous_groups if g.get("fingerprint")}
     current: dict[str, tuple[dict[str, str], float]] = {}
-    for labels, value in samples:
-        group = group_of(rule, labels)
+    for series_labels, series_value in samples:
+        group = group_of(rule, series_labels)
         fp = fingerprint(rule.namespace, rule.name, group)
         # Two series mapping to one group (groupLabels narrower than the query): keep the larger.
-        if fp not in current or value > current[fp][1]:
-            current[fp] = (group, value)
+        if fp not in current or series_value > current[fp][1]:
+            current[fp] = (group, series_value)
 
     plan = Plan(groups=[])
     for fp in set(by_fp) | set(current):
@@ -355,6 +356,8 @@ def plan_evaluation(
         known = incidents.get(record.get("incident") or "")
         if known and known.resolved_at is not None and state.resolved_at is None and state.phase != FIRING:
             state = mark_resolved(state, known.resolved_at)
+        value: float | None
+        labels: Mapping[str, str]
         labels, value = current.get(fp, (record.get("labels") or {}, None))
         points = list(histories.get(fp, ()))
         history_values = [v for t, v in points if t < now][-rule.history_points:]

@@ -175,7 +175,7 @@ def queue(notifications_status: Mapping[str, Any] | None, notifications: Iterabl
 
 def find_item(book: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     for item in book.get("pending") or []:
-        if item.get("key") == key:
+        if isinstance(item, dict) and item.get("key") == key:
             return item
     return None
 

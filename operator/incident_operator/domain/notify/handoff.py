@@ -184,7 +184,7 @@ def render_markdown(packet: Mapping[str, Any]) -> str:
     if where:
         lines.append("- " + " · ".join(where))
     if incident.get("description"):
-        lines += ["", _clip(incident["description"], 600)]
+        lines += ["", _clip(incident["description"], 600) or ""]
 
     evidence = packet.get("evidence")
     if evidence:
@@ -251,10 +251,10 @@ def _one_line(text: Any, limit: int) -> str:
     return _clip(" ".join(str(text).split()), limit) or ""
 
 
-def _clip(text: Any, limit: int) -> str | None:
-    if text is None:
+def _clip(value: object, limit: int) -> str | None:
+    if value is None:
         return None
-    text = str(text)
+    text = str(value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
