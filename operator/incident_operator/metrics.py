@@ -36,7 +36,6 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram

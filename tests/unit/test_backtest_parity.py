@@ -117,7 +117,8 @@ def backtest_path(tmp_path: Path, points: list[tuple[int, float]]) -> tuple[list
         writer.writerows((datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S"), f"{v:g}")
                          for t, v in points)
     rule_file.write_text(yaml.safe_dump(MANIFEST))
-    assert backtest.main(["--rule", str(rule_file), "--series", str(src), "--out", str(out), "--details"]) == 0
+    argv = ["--rule", str(rule_file), "--series", str(src), "--out", str(out), "--details"]
+    assert backtest.main(argv) == 0
     rows = list(csv.DictReader(out.open()))
     stamp = {row["timestamp"]: t for row, (t, _) in zip(rows, points)}
     return ([stamp[r["timestamp"]] for r in rows if r["alarm"] == "1"],

@@ -14,7 +14,11 @@ import yaml
 
 from incident_operator.domain.common.durations import parse_duration
 from incident_operator.domain.detection import rules
-from incident_operator.domain.detection.detectors import BASELINE_PARAMETERS, THRESHOLD_PARAMETERS, InvalidDetector
+from incident_operator.domain.detection.detectors import (
+    BASELINE_PARAMETERS,
+    THRESHOLD_PARAMETERS,
+    InvalidDetector,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,11 +107,13 @@ def test_lint_reports_what_the_parser_refuses(tmp_path):
     from incident_operator.gitops.lint import lint_paths
 
     rule = tmp_path / "rule.yaml"
-    rule.write_text("apiVersion: incidents.buttercream.io/v1alpha1\nkind: DetectionRule\nmetadata:\n  name: r\n"
+    rule.write_text("apiVersion: incidents.buttercream.io/v1alpha1\nkind: DetectionRule\n"
+                    "metadata:\n  name: r\n"
                     "spec:\n  query: sum(increase(t_total[5m]))\n  detector:\n    type: baseline\n"
                     "    baseline:\n      step: 5m\n      seasonalDays: 0\n      trailingPoints: 12\n")
     # a rule the schema accepts and only the parser refuses (minReferencePoints 72 > trailingPoints)
     with pytest.raises(InvalidDetector) as refused:
-        rules.parse_detector({"type": "baseline", "baseline": {"step": "5m", "seasonalDays": 0, "trailingPoints": 12}})
+        rules.parse_detector({"type": "baseline",
+                              "baseline": {"step": "5m", "seasonalDays": 0, "trailingPoints": 12}})
     report = lint_paths([rule])
     assert any(str(refused.value) in f.message for f in report.findings), report.findings

@@ -217,7 +217,8 @@ def replay(
 
 def replay_rule(epochs: Sequence[float], values: Sequence[float], rule: RuleSpec) -> list[ReplayRow]:
     """:func:`replay` with everything taken from the parsed rule, as the operator evaluates it."""
-    return replay(epochs, values, rule.detector, rule.for_s, rule.cooldown_s, history_limit=MAX_HISTORY_POINTS)
+    return replay(epochs, values, rule.detector, rule.for_s, rule.cooldown_s,
+                  history_limit=MAX_HISTORY_POINTS)
 
 
 def _write(
@@ -260,7 +261,8 @@ def _spacing_note(series: Series, rule: RuleSpec) -> str | None:
     if abs(spacing - rule.step_s) <= 0.01 * rule.step_s:
         return None
     return (f"warning: rows are {format_duration(spacing)} apart but the rule's history step is "
-            f"{format_duration(rule.step_s)}; the replay counts rows, not {format_duration(rule.step_s)} samples")
+            f"{format_duration(rule.step_s)}; the replay counts rows, not "
+            f"{format_duration(rule.step_s)} samples")
 
 
 def backtest_file(src: Path, rule: RuleSpec, out: TextIO, details: bool = False) -> FileResult:
@@ -271,8 +273,9 @@ def backtest_file(src: Path, rule: RuleSpec, out: TextIO, details: bool = False)
     _write(out, series.raw_timestamps, series.raw_values, rows, details)
     result = FileResult(alarms=sum(r.alarm for r in rows), incidents=sum(r.event == "open" for r in rows))
     if series.out_of_order:
-        result.notes.append(f"skipped {series.out_of_order} out-of-order row{'s' if series.out_of_order != 1 else ''} "
-                            f"(timestamp earlier than the row before; first at line {series.first_out_of_order_line})")
+        plural = "s" if series.out_of_order != 1 else ""
+        result.notes.append(f"skipped {series.out_of_order} out-of-order row{plural} (timestamp earlier than "
+                            f"the row before; first at line {series.first_out_of_order_line})")
     note = _spacing_note(series, rule)
     if note:
         result.notes.append(note)

@@ -21,7 +21,7 @@ echo costs one pure reconcile and no write.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Hashable
 
 import kopf

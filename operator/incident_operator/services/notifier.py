@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import random
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 

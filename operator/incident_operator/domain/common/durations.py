@@ -98,9 +98,12 @@ _FORMAT_UNITS_MS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 10
 
 
 def format_duration(value: float | timedelta) -> str:
-    """Inverse of :func:`parse_duration` to the millisecond: ``5400`` or ``timedelta(minutes=90)`` -> ``"1h30m"``,
-    ``1.5`` -> ``"1s500ms"``."""
-    milliseconds = round(value / timedelta(milliseconds=1)) if isinstance(value, timedelta) else round(value * 1000)
+    """Inverse of :func:`parse_duration` to the millisecond: ``5400`` or ``timedelta(minutes=90)`` ->
+    ``"1h30m"``, ``1.5`` -> ``"1s500ms"``."""
+    if isinstance(value, timedelta):
+        milliseconds = round(value / timedelta(milliseconds=1))
+    else:
+        milliseconds = round(value * 1000)
     if milliseconds < 0:
         raise ValueError(f"duration must not be negative, got {value}")
     if milliseconds == 0:

@@ -142,7 +142,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             if number is not None and abs(number) > cap:
                 raise SecurityError(f"numeric argument {number} is larger than the template limit {cap}")
 
-    def _check_growth(self, name: str, receiver: object, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    def _check_growth(self, name: str, receiver: object, args: tuple[Any, ...],
+                      kwargs: Mapping[str, Any]) -> None:
         if _growth(name, receiver, args, kwargs) > self.limits.max_output:
             raise SecurityError(f"{name}() would build a value longer than the template output limit "
                                 f"({self.limits.max_output} characters)")
@@ -180,7 +181,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         limits = self.limits
         if operator == "**" and isinstance(right, (int, float)):
             if abs(right) > limits.max_exponent:
-                raise SecurityError(f"exponent {right} is larger than the template limit {limits.max_exponent}")
+                raise SecurityError(
+                    f"exponent {right} is larger than the template limit {limits.max_exponent}")
             if isinstance(left, int) and abs(left).bit_length() * abs(right) > limits.max_int_bits:
                 raise SecurityError("the power would be a larger number than templates may compute")
         if operator == "*":
@@ -197,7 +199,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         __self._check_arguments(list(args) + list(kwargs.values()))
         name = getattr(__obj, "__name__", "")
         # str.format comes wrapped by the sandbox (its own formatter); the string is the wrapped method's
-        receiver = getattr(__obj, "__self__", None) or getattr(getattr(__obj, "__wrapped__", None), "__self__", None)
+        receiver = getattr(__obj, "__self__", None) or \
+            getattr(getattr(__obj, "__wrapped__", None), "__self__", None)
         if name in _GROWING_METHODS and isinstance(receiver, (str, list, tuple)):
             __self._check_growth(name, receiver, args, kwargs)
         return super().call(__context, __obj, *args, **kwargs)
@@ -250,13 +253,15 @@ def render(template_source: str, context: Mapping[str, Any], limits: Limits) -> 
     try:
         return _generate(_compile(template_source, limits), context, limits)
     except jinja2.TemplateSyntaxError as error:
-        raise TemplateError("syntax", f"syntax error at line {error.lineno}: {error.message}", error.lineno) from None
+        message = f"syntax error at line {error.lineno}: {error.message}"
+        raise TemplateError("syntax", message, error.lineno) from None
     except SecurityError as error:
         raise TemplateError("sandbox", str(error)) from None
     except jinja2.UndefinedError as error:
         raise TemplateError("undefined", str(error.message)) from None
     except _Timeout:
-        raise TemplateError("timeout", f"rendering took longer than {limits.max_seconds:g}s and was stopped") from None
+        message = f"rendering took longer than {limits.max_seconds:g}s and was stopped"
+        raise TemplateError("timeout", message) from None
     except jinja2.TemplateError as error:
         raise TemplateError("error", f"template error: {error}") from None
     except RecursionError:
