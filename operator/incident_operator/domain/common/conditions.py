@@ -50,9 +50,9 @@ def set_condition(
     if existing is None:
         existing = Condition(type=type_)
         result.append(existing)
-        existing["lastTransitionTime"] = format_time(now) or ""
+        existing["lastTransitionTime"] = format_time(now)
     elif existing.get("status") != status_text or not existing.get("lastTransitionTime"):
-        existing["lastTransitionTime"] = format_time(now) or ""
+        existing["lastTransitionTime"] = format_time(now)
     existing["status"] = status_text
     existing["reason"] = reason
     existing["message"] = message[:MAX_MESSAGE]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from typing import overload
 
 __all__ = ["utcnow", "format_time", "format_time_precise", "parse_time", "time_or_none", "epoch_or_none"]
 
@@ -21,7 +22,16 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+@overload
+def format_time(moment: datetime) -> str: ...
+@overload
+def format_time(moment: None) -> None: ...
+@overload
+def format_time(moment: datetime | None) -> str | None: ...
+
+
 def format_time(moment: datetime | None) -> str | None:
+    """``2026-01-02T15:04:05Z``; None for None."""
     if moment is None:
         return None
     return moment.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

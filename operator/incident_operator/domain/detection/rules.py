@@ -15,7 +15,7 @@ import statistics
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, TypedDict, cast
 
 from .detectors import (
     BASELINE_PARAMETERS,
@@ -297,7 +297,7 @@ class IncidentView:
 
 @dataclass
 class Action:
-    kind: str  # open, reopen, update, dry-run
+    kind: ActionKind
     fingerprint: str
     incident: str
     labels: dict[str, str]
@@ -314,9 +314,27 @@ class Action:
     first_seen: float = 0.0
 
 
+class GroupRecord(TypedDict, total=False):
+    """One entry of ``DetectionRule.status.groups`` (crds/detectionrules.yaml): a group's state between evaluations."""
+
+    fingerprint: str
+    labels: dict[str, str]
+    incident: str  # the current/last episode's incident
+    episodeState: dict[str, Any]  # EpisodeState.to_dict()
+    value: float
+    threshold: float
+    baseline: float
+    peak: float
+    startedAt: str
+    lastSeen: str
+
+
+ActionKind = Literal["open", "reopen", "update", "dry-run"]
+
+
 @dataclass
 class Plan:
-    groups: list[dict[str, Any]]
+    groups: list[GroupRecord]
     actions: list[Action] = field(default_factory=list)
     firing: int = 0
 
@@ -340,7 +358,9 @@ def plan_evaluation(
     ``histories`` (recent samples) and ``seasonals`` (one list per detector seasonal window) are
     keyed by group fingerprint.
     """
-    by_fp: dict[str, dict[str, Any]] = {g["fingerprint"]: dict(g) for g in previous_groups if g.get("fingerprint")}
+    # the previous groups come back from the rule's status (JSON written by this function)
+    by_fp: dict[str, GroupRecord] = {g["fingerprint"]: cast(GroupRecord, dict(g))
+                                     for g in previous_groups if g.get("fingerprint")}
     current: dict[str, tuple[dict[str, str], float]] = {}
     for series_labels, series_value in samples:
         group = group_of(rule, series_labels)
@@ -431,7 +451,7 @@ def plan_evaluation(
     return plan
 
 
-def _worth_keeping(record: Mapping[str, Any], state: EpisodeState, known: IncidentView | None,
+def _worth_keeping(record: GroupRecord, state: EpisodeState, known: IncidentView | None,
                    rule: RuleSpec, now: float) -> bool:
     if state.phase != INACTIVE:
         return True
