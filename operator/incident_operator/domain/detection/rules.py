@@ -315,7 +315,8 @@ class Action:
 
 
 class GroupRecord(TypedDict, total=False):
-    """One entry of ``DetectionRule.status.groups`` (crds/detectionrules.yaml): a group's state between evaluations."""
+    """One entry of ``DetectionRule.status.groups`` (crds/detectionrules.yaml): a group's state between
+    evaluations."""
 
     fingerprint: str
     labels: dict[str, str]
