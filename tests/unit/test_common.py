@@ -40,7 +40,8 @@ def test_parse_time_refuses_a_zoneless_or_malformed_timestamp_unless_told_it_is_
     assert parse_time("2015-03-01 12:00:00", assume_utc=True) == datetime(2015, 3, 1, 12, tzinfo=timezone.utc)
 
 
-@pytest.mark.parametrize("value", [None, "", "not a time", "2026-01-02T15:04:05", 42, ["2026-01-02T15:04:05Z"]])
+@pytest.mark.parametrize("value", [None, "", "not a time", "2026-01-02T15:04:05", 42,
+                                   ["2026-01-02T15:04:05Z"]])
 def test_values_read_back_from_objects_are_none_when_unusable(value):
     assert time_or_none(value) is None and epoch_or_none(value) is None
 
