@@ -201,7 +201,7 @@ def replay(
 
     ``history_limit``: at most this many history rows (the operator's fetch limit, for a rule)."""
     n = len(values)
-    step_s = statistics.median(b - a for a, b in zip(epochs, epochs[1:])) if n > 1 else 60.0
+    step_s = statistics.median(b - a for a, b in zip(epochs, epochs[1:], strict=False)) if n > 1 else 60.0
     hp = detector.history_points if history_limit is None else min(detector.history_points, history_limit)
     uses_seasonal = bool(detector.seasonal_windows)
     state = EpisodeState()
@@ -229,7 +229,7 @@ def _write(
     if details:
         header += ["count", "expected", "threshold", "score", "event"]
     w.writerow(header)
-    for t, v, r in zip(raw_ts, raw_v, rows):
+    for t, v, r in zip(raw_ts, raw_v, rows, strict=True):
         line: list[Any] = [t, v, int(r.alarm)]
         if details:
             vd = r.verdict
