@@ -120,7 +120,7 @@ def backtest_path(tmp_path: Path, points: list[tuple[int, float]]) -> tuple[list
     argv = ["--rule", str(rule_file), "--series", str(src), "--out", str(out), "--details"]
     assert backtest.main(argv) == 0
     rows = list(csv.DictReader(out.open()))
-    stamp = {row["timestamp"]: t for row, (t, _) in zip(rows, points)}
+    stamp = {row["timestamp"]: t for row, (t, _) in zip(rows, points, strict=True)}
     return ([stamp[r["timestamp"]] for r in rows if r["alarm"] == "1"],
             [stamp[r["timestamp"]] for r in rows if r["event"] == "open"])
 
@@ -137,6 +137,6 @@ def test_backtest_and_operator_raise_the_same_alarms_and_open_the_same_incidents
     assert backtest_opened == operator_opened
     # The series exercises what matters: three firing runs, of which the relapse inside the cooldown
     # continues the first incident, so two incidents.
-    runs = sum(1 for a, b in zip([None] + operator_alarms, operator_alarms) if a is None or b - a > STEP)
+    runs = 1 + sum(1 for a, b in zip(operator_alarms, operator_alarms[1:], strict=False) if b - a > STEP)
     assert runs == 3
     assert operator_opened == [START + STEP * 320, START + STEP * 362]

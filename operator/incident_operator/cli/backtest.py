@@ -257,7 +257,7 @@ class FileResult:
 def _spacing_note(series: Series, rule: RuleSpec) -> str | None:
     if len(series.epochs) < 2 or not rule.history_step_s:
         return None
-    spacing = statistics.median(b - a for a, b in zip(series.epochs, series.epochs[1:]))
+    spacing = statistics.median(b - a for a, b in zip(series.epochs, series.epochs[1:], strict=False))
     if abs(spacing - rule.step_s) <= 0.01 * rule.step_s:
         return None
     return (f"warning: rows are {format_duration(spacing)} apart but the rule's history step is "
