@@ -421,8 +421,7 @@ def test_backtest_prints_one_line_per_series_when_not_a_terminal(tmp_path):
     series.write_text("timestamp,value\n" + "".join(f"2026-01-01 00:{m:02d}:00,1\n" for m in range(30)))
     result = run(INCIDENTCTL + ["backtest", "--nab", str(tmp_path / "nab"), "--out", str(tmp_path / "out")])
     assert result.returncode == 0, result.stderr
-    assert result.stderr.splitlines() == [
-        "cat/flat.csv: 0 alarm rows",
-        f"1 series replayed into {tmp_path / 'out'}",
-    ]
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("cat/flat.csv: 0 alarm rows")
+    assert lines[1] == f"1 series replayed into {tmp_path / 'out'}"
     assert "\x1b[" not in result.stderr
