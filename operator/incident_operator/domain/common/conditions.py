@@ -76,13 +76,13 @@ RECONCILING = "Reconciling"
 
 
 def with_progress(
-    conditions: list[dict[str, Any]] | None,
+    conditions: Sequence[Mapping[str, Any]] | None,
     now: datetime,
     generation: int | None,
     *,
     stalled: tuple[str, str] | None = None,
     reconciling: tuple[str, str] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[Condition]:
     """Returns ``conditions`` with Stalled and Reconciling set for this generation.
 
     ``stalled``: (reason, message) when the operator cannot make progress without a change by a
@@ -91,16 +91,17 @@ def with_progress(
     Both stay present as False when normal, so ``kubectl wait --for=condition=Stalled=false`` works
     and lastTransitionTime tells when the object last stalled.
     """
+    result: list[Condition]
     if stalled is not None:
-        conditions = set_condition(conditions, STALLED, True, stalled[0], stalled[1], now, generation)
+        result = set_condition(conditions, STALLED, True, stalled[0], stalled[1], now, generation)
     else:
-        conditions = set_condition(conditions, STALLED, False, "NotStalled",
-                                   "Nothing blocks reconciliation", now, generation)
+        result = set_condition(conditions, STALLED, False, "NotStalled",
+                               "Nothing blocks reconciliation", now, generation)
     if reconciling is not None and stalled is None:
         reason, message = reconciling
-        conditions = set_condition(conditions, RECONCILING, True, reason, message, now, generation)
+        result = set_condition(result, RECONCILING, True, reason, message, now, generation)
     else:
-        conditions = set_condition(conditions, RECONCILING, False, "Stalled" if stalled else "Reconciled",
-                                   "Waiting for a change to the spec" if stalled
-                                   else "The latest generation is reconciled", now, generation)
-    return conditions
+        result = set_condition(result, RECONCILING, False, "Stalled" if stalled else "Reconciled",
+                               "Waiting for a change to the spec" if stalled
+                               else "The latest generation is reconciled", now, generation)
+    return result
