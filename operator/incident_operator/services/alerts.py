@@ -12,13 +12,14 @@ One notification is one Alertmanager group (``groupKey``). What happens to it:
    so Alertmanager's retries, its HA peers and a restarted operator never open a second one.
    A Closed incident is never reopened: a *new* firing of its group opens a new incident.
 
-Writes are conditional (resourceVersion): the spec/metadata write first (reopen, resolve, the group
-label, an earlier detection time), then the status write; a conflict re-reads and recomputes, and
-every step is idempotent, so a crash between the two is repaired by Alertmanager's retry.
+Writes go through the write policy (adapters/kube.py, conditional on resourceVersion): the
+spec/metadata write first (reopen, resolve, the group label, an earlier detection time), then the
+status write computed from the object as written; a conflict re-reads and recomputes, and every step
+is idempotent, so a crash between the two is repaired by Alertmanager's retry.
 
 :func:`join_ticket_spike` is the other direction, called by the detection engine before it opens a
-ticket-spike incident. Both paths run under :data:`WRITE_LOCK`, so an alert and a spike for the
-same service arriving together in one operator cannot open two incidents.
+ticket-spike incident. Both paths run under the :class:`Correlator`'s lock (one per operator, built
+by the app), so an alert and a spike for the same service arriving together cannot open two incidents.
 """
 
 from __future__ import annotations
@@ -42,9 +43,7 @@ log = logging.getLogger(__name__)
 # spec.priority still equals it no person has overridden it, and a more severe signal may raise it.
 OPERATOR_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
 AUTO_OWNER = "alertmanager"
-MAX_RETRIES = 8
 ACTOR = "alertmanager"
-WRITE_LOCK = asyncio.Lock()
 PRIORITY_ORDER = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 
 
@@ -123,37 +122,32 @@ def _raise_priority(incident: Mapping[str, Any], wanted: str) -> dict[str, Any]:
     return {"metadata": {"annotations": {OPERATOR_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
 
 
-async def _apply(incident: dict[str, Any], step: Callable[[dict[str, Any]], _Change | None]) -> dict[str, Any]:
-    """Runs ``step`` against the current object and writes what it asks, conditionally, until it asks nothing.
+async def _apply(api: kube.KubeApi, incident: dict[str, Any],
+                 step: Callable[[dict[str, Any]], _Change | None]) -> dict[str, Any]:
+    """Writes what ``step`` asks of the incident as it is (the write policy: metadata/spec first,
+    then the status ``step`` computes from the written object); the incident as written."""
 
-    The metadata/spec patch goes first; ``step`` then runs again on the written object and yields
-    the status patch. A conflict re-reads the object and starts over.
-    """
-    meta = incident["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    current: dict[str, Any] | None = incident
-    for _ in range(MAX_RETRIES * 2):
-        if current is None:
-            raise kube.NotFound(name)
+    def compute(current: dict[str, Any]) -> dict[str, Any] | None:
         change = step(current)
         if change is None:
-            return current
-        try:
-            if change.object_patch:
-                current = await kube.patch_object(kube.INCIDENTS, namespace, name, change.object_patch,
-                                                  current["metadata"].get("resourceVersion"))
-                continue
-            return await kube.patch_status(kube.INCIDENTS, namespace, name, change.status_patch,
-                                           current["metadata"].get("resourceVersion"))
-        except kube.Conflict:
-            current = await kube.get_object(kube.INCIDENTS, namespace, name)
-    raise kube.Conflict(f"incident {namespace}/{name} kept changing while an alert was recorded")
+            return None
+        if change.object_patch:
+            return change.object_patch
+        return {"status": change.status_patch} if change.status_patch else None
+
+    meta = incident["metadata"]
+    written = await api.write(kube.INCIDENTS, meta["namespace"], meta["name"], compute, body=incident)
+    if written is None:
+        raise kube.NotFound(meta["name"])
+    return written.body
 
 
 class AlertService:
-    def __init__(self, settings: dom.AlertSettings, timeline_limit: int = DEFAULT_TIMELINE_LIMIT,
-                 clock: Callable[[], datetime] = utcnow):
+    def __init__(self, api: kube.KubeApi, settings: dom.AlertSettings, correlator: "Correlator",
+                 timeline_limit: int = DEFAULT_TIMELINE_LIMIT, clock: Callable[[], datetime] = utcnow):
+        self.kube = api
         self.settings = settings
+        self.correlator = correlator
         self.timeline_limit = timeline_limit
         self.clock = clock
 
@@ -166,7 +160,7 @@ class AlertService:
         plan = dom.plan_group(notification, self.settings)
         if plan is None:
             return Result("ignored", message="no mapping selects these alerts")
-        async with WRITE_LOCK:
+        async with self.correlator.lock:
             result = await self._handle(plan)
         log.info(f"Alertmanager notification ({plan.status}, {len(plan.alerts)} alert(s)) for group "
                  f"{plan.group_key}: {result.action} {result.namespace or ''}/{result.incident or ''} {result.message}")
@@ -174,14 +168,14 @@ class AlertService:
 
     async def _handle(self, plan: dom.GroupPlan) -> Result:
         now = self.clock()
-        members = await kube.list_objects(kube.INCIDENTS, self.namespace, dom.group_label(plan.group_key))
+        members = await self.kube.list_objects(kube.INCIDENTS, self.namespace, dom.group_label(plan.group_key))
         live = [i for i in members if (i.get("spec") or {}).get("state") != "Closed"
                 and not dom.stale_resolution(i, now, self.settings.recovery_window_s)]
         if live:
             # Prefer an open incident, then the most recently detected one.
             live.sort(key=lambda i: (dom.is_open(i), dom.detected_time(i) or now, i["metadata"]["name"]))
             target = live[-1]
-            updated = await _apply(target, lambda current: self._update_step(current, plan, now, joining=False))
+            updated = await _apply(self.kube, target, lambda current: self._update_step(current, plan, now, joining=False))
             return Result("updated", updated["metadata"]["name"], self.namespace)
         if not plan.firing:
             return Result("ignored", message="nothing fires and no open incident holds this group")
@@ -189,11 +183,11 @@ class AlertService:
             return Result("ignored", message="the group's incident is Closed; only a new firing opens a new one")
 
         if plan.service and self.settings.correlation_window_s > 0:
-            candidates = await kube.list_objects(kube.INCIDENTS, self.namespace, f"{dom.SERVICE_LABEL}={plan.service}")
+            candidates = await self.kube.list_objects(kube.INCIDENTS, self.namespace, f"{dom.SERVICE_LABEL}={plan.service}")
             target = dom.pick_for_alert(candidates, plan.service, min(plan.earliest, now),
                                         self.settings.correlation_window_s)
             if target is not None:
-                joined = await _apply(dict(target), lambda current: self._update_step(current, plan, now, joining=True))
+                joined = await _apply(self.kube, dict(target), lambda current: self._update_step(current, plan, now, joining=True))
                 return Result("joined", joined["metadata"]["name"], self.namespace)
         return await self._open(plan, now, taken={i["metadata"]["name"] for i in members})
 
@@ -277,13 +271,13 @@ class AlertService:
             if name in taken:
                 continue
             body = self._incident_body(name, plan, detected)
-            created, is_new = await kube.create_or_get(kube.INCIDENTS, self.namespace, body)
+            created, is_new = await self.kube.create_or_get(kube.INCIDENTS, self.namespace, body)
             labels = (created.get("metadata") or {}).get("labels") or {}
             if not is_new and (labels.get(dom.group_label(plan.group_key)) != "true"
                                or (created.get("spec") or {}).get("state") == "Closed"):
                 taken.add(name)
                 continue  # an older episode (Closed) holds this name: the new episode takes the next one
-            await _apply(created, lambda current: self._update_step(current, plan, now, joining=False))
+            await _apply(self.kube, created, lambda current: self._update_step(current, plan, now, joining=False))
             return Result("opened" if is_new else "updated", name, self.namespace)
         return Result("ignored", message="the group's incidents are Closed and its names are taken")
 
@@ -327,25 +321,45 @@ def settings_of(config: Any) -> dom.AlertSettings:
     return dom.parse_settings(raw, require_namespace=False)
 
 
-async def join_ticket_spike(config: Any, namespace: str, rule_name: str, fingerprint: str, service: str,
-                            signal: Mapping[str, Any], priority: str, started_at: datetime,
-                            now: datetime) -> str | None:
-    """Joins the spike to an open alert incident of ``service`` detected within the window; its name, or None.
+class Correlator:
+    """Where an Alertmanager alert and a ticket spike of the same service meet: one per operator.
 
-    Called by the detection engine under :data:`WRITE_LOCK` before it creates a spike incident.
-    Idempotent: joining again (a retried evaluation) rewrites the same evidence and adds nothing to
-    the timeline. The incident gets the rule's labels, so the engine's incident book tracks it like its own.
+    ``lock`` serialises the two paths that may open an incident for a service (AlertService.handle
+    and the detection engine's opening of a spike incident), so both arriving together cannot open
+    two incidents.
     """
-    settings = settings_of(config)
-    if not settings.enabled or settings.correlation_window_s <= 0 or not service:
-        return None
-    candidates = await kube.list_objects(kube.INCIDENTS, namespace, f"{dom.SERVICE_LABEL}={service}")
-    target = dom.pick_for_spike(candidates, service, now, settings.correlation_window_s, fingerprint)
-    if target is None:
-        return None
-    limit = getattr(config, "timeline_limit", DEFAULT_TIMELINE_LIMIT)
-    window = format_duration(settings.correlation_window_s)
 
+    def __init__(self, api: kube.KubeApi, config: Any):
+        self.kube = api
+        self.settings = settings_of(config)
+        self.timeline_limit = getattr(config, "timeline_limit", DEFAULT_TIMELINE_LIMIT)
+        self.lock = asyncio.Lock()
+
+    async def join_ticket_spike(self, namespace: str, rule_name: str, fingerprint: str, service: str,
+                                signal: Mapping[str, Any], priority: str, started_at: datetime,
+                                now: datetime) -> str | None:
+        """Joins the spike to an open alert incident of ``service`` detected within the window; its name, or None.
+
+        Called by the detection engine under :attr:`lock` before it creates a spike incident.
+        Idempotent: joining again (a retried evaluation) rewrites the same evidence and adds nothing to
+        the timeline. The incident gets the rule's labels, so the engine's incident book tracks it like its own.
+        """
+        settings = self.settings
+        if not settings.enabled or settings.correlation_window_s <= 0 or not service:
+            return None
+        candidates = await self.kube.list_objects(kube.INCIDENTS, namespace, f"{dom.SERVICE_LABEL}={service}")
+        target = dom.pick_for_spike(candidates, service, now, settings.correlation_window_s, fingerprint)
+        if target is None:
+            return None
+        step = _spike_join_step(namespace, rule_name, fingerprint, service, signal, priority, started_at, now,
+                                format_duration(settings.correlation_window_s), self.timeline_limit)
+        joined = await _apply(self.kube, dict(target), step)
+        return joined["metadata"]["name"]
+
+
+def _spike_join_step(namespace: str, rule_name: str, fingerprint: str, service: str, signal: Mapping[str, Any],
+                     priority: str, started_at: datetime, now: datetime, window: str,
+                     limit: int) -> Callable[[dict[str, Any]], _Change | None]:
     def step(current: dict[str, Any]) -> _Change | None:
         meta = current.get("metadata") or {}
         status = current.get("status") or {}
@@ -374,5 +388,4 @@ async def join_ticket_spike(config: Any, namespace: str, rule_name: str, fingerp
             status_patch["timeline"] = append_entries(status.get("timeline"), [entry], limit)
         return _Change({}, status_patch) if status_patch else None
 
-    joined = await _apply(dict(target), step)
-    return joined["metadata"]["name"]
+    return step
