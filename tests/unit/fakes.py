@@ -43,7 +43,7 @@ class FakeKube(kube.WritePolicy):
         self.writes: list[tuple[str, str, str, dict[str, Any]]] = []  # (what, plural, name, patch) applied
         self.conflicts = 0  # 409s answered
         self._versions = itertools.count(100)
-        self._rivals: list[Callable[["FakeKube"], None]] = []
+        self._rivals: list[list[Any]] = []  # [writes still to let through, rival]
         self._failures = 0
 
     # -- setting the scene ---------------------------------------------------------------------------
@@ -62,9 +62,10 @@ class FakeKube(kube.WritePolicy):
     def stored(self, plural: str, namespace: str, name: str) -> dict[str, Any]:
         return copy.deepcopy(self.objects[(plural, namespace, name)])
 
-    def before_next_write(self, rival: Callable[["FakeKube"], None]) -> None:
-        """Runs ``rival`` (a write of someone else) right before the next write is applied."""
-        self._rivals.append(rival)
+    def before_next_write(self, rival: Callable[["FakeKube"], None], *, after: int = 0) -> None:
+        """Runs ``rival`` (a write of someone else, or a failure it raises) right before the next
+        write is applied, or before the one after ``after`` further writes."""
+        self._rivals.append([after, rival])
 
     def fail_next_writes(self, count: int) -> None:
         """The next ``count`` conditional writes answer 409 although nothing changed."""
@@ -131,8 +132,11 @@ class FakeKube(kube.WritePolicy):
 
     def _write(self, plural: str, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None,
                *, status: bool) -> dict[str, Any]:
-        rivals, self._rivals = self._rivals, []
-        for rival in rivals:
+        due = [entry for entry in self._rivals if entry[0] == 0]
+        for entry in self._rivals:
+            entry[0] -= 1
+        self._rivals = [entry for entry in self._rivals if entry[0] >= 0]
+        for _, rival in due:
             rival(self)
         if self._failures and resource_version:
             self._failures -= 1

@@ -17,7 +17,7 @@ spec/metadata write first (reopen, resolve, the group label, an earlier detectio
 status write computed from the object as written; a conflict re-reads and recomputes, and every step
 is idempotent, so a crash between the two is repaired by Alertmanager's retry.
 
-:func:`join_ticket_spike` is the other direction, called by the detection engine before it opens a
+:meth:`Correlator.join_ticket_spike` is the other direction, called by the detection engine before it opens a
 ticket-spike incident. Both paths run under the :class:`Correlator`'s lock (one per operator, built
 by the app), so an alert and a spike for the same service arriving together cannot open two incidents.
 """
