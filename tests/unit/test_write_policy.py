@@ -117,3 +117,21 @@ def test_api_errors_say_whether_to_retry():
     assert kube.ApiError("x", 503).retryable and kube.ApiError("x", 429).retryable
     assert not kube.ApiError("x", 422).retryable and not kube.ApiError("x", 403).retryable
     assert kube.NotFound("x").status == 404
+
+
+@pytest.mark.parametrize("error, kind, delay", [
+    (kube.StillConflicting("x"), "TemporaryError", 1.0),
+    (kube.Unavailable("ReadTimeoutError"), "TemporaryError", 10.0),
+    (kube.ApiError("Service Unavailable", 503), "TemporaryError", 10.0),
+    (kube.ApiError("Unprocessable Entity", 422), "PermanentError", None),
+])
+def test_kopf_handlers_raise_temporary_or_permanent_errors(error, kind, delay):
+    import kopf
+
+    from incident_operator.handlers.retries import api_failures_for_kopf
+
+    with pytest.raises((kopf.TemporaryError, kopf.PermanentError)) as raised:
+        with api_failures_for_kopf():
+            raise error
+    assert type(raised.value).__name__ == kind
+    assert getattr(raised.value, "delay", None) == delay
