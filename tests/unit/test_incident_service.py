@@ -242,3 +242,18 @@ def test_a_failed_delivery_pass_keeps_the_incidents_own_due_time(receiver):
         asyncio.run(svc.process(KEY, stored(api)))
     assert failure.value.due == (T0 + timedelta(minutes=5)).timestamp() + WAKE_MARGIN_SECONDS
     assert stored(api)["status"]["escalation"]  # the sync itself was written
+
+
+def test_the_late_echo_of_an_earlier_write_does_no_work_twice(receiver):
+    api = cluster(receiver)
+    clock = Clock(T0)
+    svc = service(api, clock)
+    echoes: list[dict] = []
+    # The incident as our sync wrote it, before the drafts, the claim and the record: what its watch
+    # event carries if it arrives after the step is done.
+    api.before_next_write(lambda fake: echoes.append(fake.stored(kube.INCIDENTS, NS, NAME)), after=1)
+    asyncio.run(svc.process(KEY, stored(api)))
+    writes, sent = len(api.writes), len(receiver.received(ok_only=False))
+    assert "drafts" not in echoes[0]["status"] and pending_keys(api) == []
+    asyncio.run(svc.process(KEY, echoes[0]))
+    assert len(api.writes) == writes and len(receiver.received(ok_only=False)) == sent

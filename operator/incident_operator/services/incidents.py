@@ -115,6 +115,7 @@ class IncidentService:
         """One queue step for one incident: sync it, deliver what is due, return when it next needs looking at."""
         namespace, name = key  # type: ignore[misc]
         logger = _ObjectLogger(log, {"key": key})
+        fresh = body is None
         if body is None:  # a due time came: nothing newer was offered, so read it
             body = await self.kube.get_object(INCIDENTS, namespace, name)
             if body is None:
@@ -128,7 +129,7 @@ class IncidentService:
         due = [synced.outcome.next_wakeup]
         if self.notifier is not None:
             try:
-                delivered = await self.notifier.deliver_due(synced.body)
+                delivered = await self.notifier.deliver_due(synced.body, fresh=fresh or synced.wrote)
             except Exception as error:  # noqa: BLE001 - the boundary between the incident and its notifications:
                 # whatever failed in the pass (an API failure, a bug), the lifecycle's due time must survive it
                 raise DeliveryFailed(error, _epoch(synced.outcome.next_wakeup)) from error

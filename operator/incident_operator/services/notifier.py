@@ -109,10 +109,24 @@ class Notifier:
         # Bounds the sends in flight across all incidents (``notifications.concurrency``).
         self._send_slots = asyncio.Semaphore(self.settings.concurrency)
 
-    async def deliver_due(self, body: dict[str, Any]) -> Pass:
-        """One pass over one incident (``body`` as the queue knows it, freshest first)."""
+    async def deliver_due(self, body: dict[str, Any], *, fresh: bool = True) -> Pass:
+        """One pass over one incident.
+
+        ``fresh``: ``body`` was just read or written. Otherwise it came with a watch event that may
+        be older than what this operator wrote since (the late echo of an earlier write of this
+        pass); an incident with work is then read first, so stale drafts or items already
+        delivered are not worked on again.
+        """
         if not has_work(body):
             return Pass(body, None)
+        if not fresh:
+            meta = body["metadata"]
+            current = await self.kube.get_object(INCIDENTS, meta["namespace"], meta["name"])
+            if current is None:
+                return Pass(None, None)
+            body = current
+            if not has_work(body):
+                return Pass(body, None)
         drafts_retry = None
         if drafts_stale(body):
             published = await self.publish_drafts(body)
