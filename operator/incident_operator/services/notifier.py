@@ -221,7 +221,7 @@ class Notifier:
 
     async def _claim(self, body: dict[str, Any], item_key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         """Conditional write attempts + 1: (the incident as written, the claimed item); the item is
-        None when it is gone or another worker has it (then the incident as read, or None if gone)."""
+        None when it is gone or another replica has it (then the incident as read, or None if gone)."""
 
         def claim(current: dict[str, Any]) -> dict[str, Any] | None:
             book = book_ops.book_of(current.get("status"))
