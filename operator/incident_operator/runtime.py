@@ -13,7 +13,7 @@ from .adapters.kube import KubeClient
 from .adapters.prometheus import PrometheusClient
 from .config import ConfigError, OperatorConfig
 from .handlers import escalationpolicies  # noqa: F401 - registers the EscalationPolicy handlers
-from .services.alerts import Correlator
+from .services.correlation import Correlator
 from .services.detection import Detection, SeasonalCache
 from .services.incident_book import IncidentBook
 from .services.incidents import IncidentService

@@ -83,7 +83,8 @@ class FakeKube(kube.WritePolicy):
 
     async def patch_status(self, plural: str, namespace: str, name: str, status_patch: Mapping[str, Any],
                            resource_version: str | None) -> dict[str, Any]:
-        return self._write(plural, namespace, name, {"status": dict(status_patch)}, resource_version, status=True)
+        return self._write(plural, namespace, name, {"status": dict(status_patch)}, resource_version,
+                           status=True)
 
     async def patch_object(self, plural: str, namespace: str, name: str, body: Mapping[str, Any],
                            resource_version: str | None = None) -> dict[str, Any]:
@@ -124,14 +125,14 @@ class FakeKube(kube.WritePolicy):
         found = self.configmaps.get((namespace, name))
         return dict(found["data"]) if found is not None else None
 
-    async def upsert_configmap(self, namespace: str, name: str, data: dict[str, str], owner: Mapping[str, Any],
-                               labels: dict[str, str] | None = None) -> None:
+    async def upsert_configmap(self, namespace: str, name: str, data: dict[str, str],
+                               owner: Mapping[str, Any], labels: dict[str, str] | None = None) -> None:
         self.configmaps[(namespace, name)] = kube.configmap_body(namespace, name, data, owner, labels)
 
     # -- internals -----------------------------------------------------------------------------------
 
-    def _write(self, plural: str, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None,
-               *, status: bool) -> dict[str, Any]:
+    def _write(self, plural: str, namespace: str, name: str, patch: dict[str, Any],
+               resource_version: str | None, *, status: bool) -> dict[str, Any]:
         due = [entry for entry in self._rivals if entry[0] == 0]
         for entry in self._rivals:
             entry[0] -= 1
@@ -144,8 +145,8 @@ class FakeKube(kube.WritePolicy):
             raise kube.Conflict("injected conflict")
         return self._apply(plural, namespace, name, patch, resource_version, status=status)
 
-    def _apply(self, plural: str, namespace: str, name: str, patch: dict[str, Any], resource_version: str | None,
-               *, status: bool) -> dict[str, Any]:
+    def _apply(self, plural: str, namespace: str, name: str, patch: dict[str, Any],
+               resource_version: str | None, *, status: bool) -> dict[str, Any]:
         current = self.objects.get((plural, namespace, name))
         if current is None:
             raise kube.NotFound(f"{plural} {namespace}/{name}")

@@ -9,7 +9,8 @@ import asyncio
 from incident_operator.adapters import kube
 from incident_operator.config import OperatorConfig
 from incident_operator.domain.alerts import alertmanager as dom
-from incident_operator.services.alerts import AlertService, Correlator
+from incident_operator.services.alerts import AlertService
+from incident_operator.services.correlation import Correlator
 from tests.unit.fakes import FakeKube
 from tests.unit.test_alerts import T0, payload, settings
 
@@ -42,7 +43,8 @@ def test_a_rival_write_between_read_and_write_leaves_one_entry():
     service = alert_service(api)
     # Right after the create, someone (the lifecycle sync) writes the incident's status first.
     api.before_next_write(lambda fake: fake.rival_status_patch(
-        kube.INCIDENTS, "support", next(n for (p, _, n) in fake.objects if p == kube.INCIDENTS), {"state": "Triggered"}))
+        kube.INCIDENTS, "support", next(n for (p, _, n) in fake.objects if p == kube.INCIDENTS),
+        {"state": "Triggered"}))
     assert handle(service, payload()) == "opened"
     assert api.conflicts == 1
     assert timeline_types(api).count("AlertFiring") == 1

@@ -11,7 +11,7 @@ from incident_operator.adapters import kube
 from incident_operator.adapters.prometheus import Sample
 from incident_operator.config import OperatorConfig
 from incident_operator.domain.detection import rules as dom
-from incident_operator.services.alerts import Correlator
+from incident_operator.services.correlation import Correlator
 from incident_operator.services.detection import Detection, evaluate_rule
 from tests.unit.fakes import FakeKube
 
@@ -70,8 +70,8 @@ def test_a_rival_evaluation_between_read_and_write_opens_nothing_twice():
     api, detection = scene()
     read = api.stored(kube.RULES, NS, RULE)
     rival_api, rival = api, Detection(kube=api, config=detection.config, prometheus=detection.prometheus,
-                                      correlator=Correlator(api, detection.config), slots=asyncio.Semaphore(1),
-                                      clock=lambda: NOW)
+                                      correlator=Correlator(api, detection.config),
+                                      slots=asyncio.Semaphore(1), clock=lambda: NOW)
     # The rival replica evaluates the same rule (from the same read) and wins every write.
     first = evaluate(rival_api, rival, read)
     assert first.rule_body is not None
@@ -89,7 +89,8 @@ def test_a_conflicting_evidence_write_is_recomputed_not_lost():
     # A rival writes the new incident's status (say its lifecycle sync) right before our evidence write
     # (the first write after the create).
     api.before_next_write(lambda fake: fake.rival_status_patch(
-        kube.INCIDENTS, NS, next(iter(n for (p, _, n) in fake.objects if p == kube.INCIDENTS)), {"state": "Triggered"}))
+        kube.INCIDENTS, NS, next(n for (p, _, n) in fake.objects if p == kube.INCIDENTS),
+        {"state": "Triggered"}))
     result = evaluate(api, detection)
     (incident,) = incidents(api)
     assert api.conflicts == 1

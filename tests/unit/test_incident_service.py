@@ -14,7 +14,8 @@ from incident_operator.adapters import kube, notify
 from incident_operator.config import OperatorConfig
 from incident_operator.domain.common.timeutil import format_time, parse_time
 from incident_operator.domain.incident.lifecycle import reconcile_incident, status_patch
-from incident_operator.services.incidents import WAKE_MARGIN_SECONDS, DeliveryFailed, IncidentService, sync_incident
+from incident_operator.services.incidents import (WAKE_MARGIN_SECONDS, DeliveryFailed, IncidentService,
+                                                  sync_incident)
 from incident_operator.services.notifier import Notifier
 from tests.support.receiver import Receiver
 from tests.unit.fakes import FakeKube
@@ -60,7 +61,8 @@ def service(api: FakeKube, clock: Clock, notifier: bool = True) -> IncidentServi
     events: list[tuple[str, str]] = []
     svc = IncidentService(api, CONFIG.lifecycle,
                           notifier=Notifier(api, CONFIG, clock=clock, rand=lambda: 0.5) if notifier else None,
-                          post_event=lambda body, type, reason, message: events.append((type, reason)), clock=clock)
+                          post_event=lambda body, type, reason, message: events.append((type, reason)),
+                          clock=clock)
     svc.events = events  # type: ignore[attr-defined]
     return svc
 
@@ -83,7 +85,8 @@ def rival_sync(now: datetime):
     def rival(fake: FakeKube) -> None:
         current = fake.stored(kube.INCIDENTS, NS, NAME)
         outcome = reconcile_incident(current, now, CONFIG.lifecycle)
-        fake.rival_status_patch(kube.INCIDENTS, NS, NAME, status_patch(current.get("status") or {}, outcome.status))
+        patch = status_patch(current.get("status") or {}, outcome.status)
+        fake.rival_status_patch(kube.INCIDENTS, NS, NAME, patch)
 
     return rival
 

@@ -4,12 +4,10 @@ never carry the channel URL; plus the notifier's scheduling helpers (services/no
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from incident_operator.adapters import notify
-from incident_operator.config import OperatorConfig
 from incident_operator.services import notifier as svc
 from tests.support.receiver import Receiver
 

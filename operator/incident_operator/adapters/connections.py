@@ -24,15 +24,17 @@ KOPF_CONNECTION_LIMIT = 64
 
 
 def bounded_session(info: kopf.ConnectionInfo, limit: int = KOPF_CONNECTION_LIMIT) -> kopf.AiohttpSession:
-    """kopf's own session for ``info`` (kopf/_cogs/clients/auth.py ``APIContext``), with ``limit`` connections."""
+    """kopf's own session for ``info`` (kopf/_cogs/clients/auth.py ``APIContext``), with ``limit``
+    connections."""
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context()),
         headers=info.as_http_headers(),
         proxy=info.proxy_url,
         trust_env=info.trust_env,
     )
-    return kopf.AiohttpSession(aiohttp_session=session, server=info.server, default_namespace=info.default_namespace,
-                               priority=info.priority, expiration=info.expiration)
+    return kopf.AiohttpSession(aiohttp_session=session, server=info.server,
+                               default_namespace=info.default_namespace, priority=info.priority,
+                               expiration=info.expiration)
 
 
 async def login_with_bounded_connections(**kwargs: Any) -> kopf.AiohttpSession | None:

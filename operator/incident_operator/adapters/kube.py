@@ -110,8 +110,8 @@ class KubeApi(Protocol):
 
     async def read_configmap(self, namespace: str, name: str) -> dict[str, str] | None: ...
 
-    async def upsert_configmap(self, namespace: str, name: str, data: dict[str, str], owner: Mapping[str, Any],
-                               labels: dict[str, str] | None = None) -> None: ...
+    async def upsert_configmap(self, namespace: str, name: str, data: dict[str, str],
+                               owner: Mapping[str, Any], labels: dict[str, str] | None = None) -> None: ...
 
 
 class WritePolicy:
@@ -169,7 +169,8 @@ class WritePolicy:
                     current = await self.patch_object(plural, namespace, name, object_part, version)
                     wrote = True
                     continue
-                return Written(await self.patch_status(plural, namespace, name, patch["status"], version), True)
+                written = await self.patch_status(plural, namespace, name, patch["status"], version)
+                return Written(written, True)
             except Conflict:
                 current = await self.get_object(plural, namespace, name)
             except NotFound:
@@ -260,7 +261,8 @@ class KubeClient(WritePolicy):
     async def patch_object(self, plural: str, namespace: str, name: str, body: Mapping[str, Any],
                            resource_version: str | None = None) -> Body:
         return await self._call(self._custom().patch_namespaced_custom_object,
-                                GROUP, VERSION, namespace, plural, name, _with_version(body, resource_version))
+                                GROUP, VERSION, namespace, plural, name,
+                                _with_version(body, resource_version))
 
     async def create_object(self, plural: str, namespace: str, body: Body) -> Body:
         return await self._call(self._custom().create_namespaced_custom_object,
@@ -275,7 +277,8 @@ class KubeClient(WritePolicy):
             result = await self._call(self._custom().list_namespaced_custom_object,
                                       GROUP, VERSION, namespace, plural, **kwargs)
         else:
-            result = await self._call(self._custom().list_cluster_custom_object, GROUP, VERSION, plural, **kwargs)
+            result = await self._call(self._custom().list_cluster_custom_object,
+                                      GROUP, VERSION, plural, **kwargs)
         return list(result.get("items") or [])
 
     async def read_secret_key(self, namespace: str, name: str, key: str) -> str:
@@ -292,8 +295,8 @@ class KubeClient(WritePolicy):
             return None
         return dict(configmap.data or {})
 
-    async def upsert_configmap(self, namespace: str, name: str, data: dict[str, str], owner: Mapping[str, Any],
-                               labels: dict[str, str] | None = None) -> None:
+    async def upsert_configmap(self, namespace: str, name: str, data: dict[str, str],
+                               owner: Mapping[str, Any], labels: dict[str, str] | None = None) -> None:
         """Creates or replaces a ConfigMap owned by ``owner`` (garbage-collected with it)."""
         body = configmap_body(namespace, name, data, owner, labels)
         try:

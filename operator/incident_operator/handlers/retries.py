@@ -22,7 +22,8 @@ def api_failures_for_kopf() -> Iterator[None]:
     try:
         yield
     except kube.Conflict as error:
-        raise kopf.TemporaryError(f"the object kept changing: {error}", delay=CONFLICT_DELAY_SECONDS) from error
+        raise kopf.TemporaryError(f"the object kept changing: {error}",
+                                  delay=CONFLICT_DELAY_SECONDS) from error
     except kube.ApiError as error:
         if error.retryable:
             raise kopf.TemporaryError(f"the API is unavailable: HTTP {error.status or '-'} {error.reason}",

@@ -30,7 +30,7 @@ from ..domain.alerts.alertmanager import SERVICE_LABEL
 from ..domain.common.conditions import set_condition
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
 from ..domain.common.timeutil import format_time, format_time_precise
-from .alerts import Correlator
+from .correlation import Correlator
 from .incident_book import IncidentBook, detected_summary
 from .status import with_ready
 
@@ -61,7 +61,7 @@ class Detection:
     kube: kube.KubeApi
     config: OperatorConfig
     prometheus: PrometheusClient
-    # Serialises opening incidents with the Alertmanager path (services/alerts.py).
+    # Serialises opening incidents with the Alertmanager path (services/correlation.py).
     correlator: Correlator
     # Bounded concurrency of rule evaluations across all rules.
     slots: asyncio.Semaphore
@@ -335,7 +335,7 @@ async def _open_incident(detection: Detection, rule: dom.RuleSpec, action: dom.A
     }
     signal = dom.signal_status(rule, action, graph_base, now)
     api = detection.kube
-    # An alert for the same service arriving now cannot open a second incident (services/alerts.py).
+    # An alert for the same service arriving now cannot open a second incident (services/correlation.py).
     async with detection.correlator.lock:
         joined = await detection.correlator.join_ticket_spike(
             rule.namespace, rule.name, action.fingerprint, spec.get("service") or "", signal,

@@ -112,7 +112,8 @@ class IncidentService:
         self.queue = IncidentQueue(self.process, concurrency=concurrency)
 
     async def process(self, key: Hashable, body: dict[str, Any] | None) -> float | None:
-        """One queue step for one incident: sync it, deliver what is due, return when it next needs looking at."""
+        """One queue step for one incident: sync it, deliver what is due, return when it next needs
+        looking at."""
         namespace, name = key  # type: ignore[misc]
         logger = _ObjectLogger(log, {"key": key})
         fresh = body is None
@@ -130,8 +131,8 @@ class IncidentService:
         if self.notifier is not None:
             try:
                 delivered = await self.notifier.deliver_due(synced.body, fresh=fresh or synced.wrote)
-            except Exception as error:  # noqa: BLE001 - the boundary between the incident and its notifications:
-                # whatever failed in the pass (an API failure, a bug), the lifecycle's due time must survive it
+            except Exception as error:  # noqa: BLE001 - the boundary between an incident and its notifications:
+                # whatever failed in the pass (an API failure, a bug), the lifecycle's due time survives it
                 raise DeliveryFailed(error, _epoch(synced.outcome.next_wakeup)) from error
             if delivered.body is None:
                 return None

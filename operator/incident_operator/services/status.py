@@ -33,6 +33,7 @@ async def write_ready(api: kube.KubeApi, plural: str, body: Mapping[str, Any], r
         if current["metadata"].get("generation") != generation:
             return None
         status = current.get("status") or {}
-        return status_patch(status, with_ready(status, generation, ready, reason, message, now, **fields)) or None
+        wanted = with_ready(status, generation, ready, reason, message, now, **fields)
+        return status_patch(status, wanted) or None
 
     return await api.write_status(plural, meta["namespace"], meta["name"], compute, body=dict(body))
