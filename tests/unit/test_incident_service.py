@@ -13,7 +13,8 @@ import pytest
 from incident_operator.adapters import kube, notify
 from incident_operator.config import OperatorConfig
 from incident_operator.domain.common.timeutil import format_time, parse_time
-from incident_operator.domain.incident.lifecycle import reconcile_incident, status_patch
+from incident_operator.domain.common.status import status_patch
+from incident_operator.domain.incident.lifecycle import reconcile_incident
 from incident_operator.services.incidents import (WAKE_MARGIN_SECONDS, DeliveryFailed, IncidentService,
                                                   sync_incident)
 from incident_operator.services.notifier import Notifier

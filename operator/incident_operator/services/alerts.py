@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from ..adapters import kube
@@ -34,17 +34,13 @@ from ..domain.alerts import alertmanager as dom
 from ..domain.common.durations import format_duration
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
 from ..domain.incident.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
-from ..domain.common.timeutil import format_time
+from ..domain.common.timeutil import format_time, utcnow
 from .correlation import (OPERATOR_PRIORITY_ANNOTATION, Change, Correlator, apply_change, earlier_detection, merge,
                           raise_priority)
 
 log = logging.getLogger(__name__)
 AUTO_OWNER = "alertmanager"
 ACTOR = "alertmanager"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass

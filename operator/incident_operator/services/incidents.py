@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Hashable, Mapping
 
 from .. import metrics
 from ..adapters import kube
-from ..domain.incident.lifecycle import LifecycleSettings, Outcome, reconcile_incident, status_patch
+from ..domain.common.status import status_patch
+from ..domain.common.timeutil import utcnow
+from ..domain.incident.lifecycle import LifecycleSettings, Outcome, reconcile_incident
 from .incident_queue import IncidentQueue
 from .notifier import Notifier
 
@@ -45,10 +47,6 @@ log = logging.getLogger(__name__)
 
 # kopf.event's signature: the handlers pass it in (services do not post through kopf themselves).
 PostEvent = Callable[..., None]
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -38,7 +38,7 @@ from ..config import OperatorConfig
 from ..domain.notify import comms, handoff
 from ..domain.notify import book as book_ops
 from ..domain.incident.lifecycle import STATE_INDEX
-from ..domain.common.timeutil import format_time
+from ..domain.common.timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
 INCIDENTS = kube.INCIDENTS
@@ -48,10 +48,6 @@ MIN_REPASS = timedelta(seconds=1)
 DRAFTS_SUFFIX = "-drafts"
 INCIDENT_LABEL = "incidents.buttercream.io/incident"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def operator_namespace() -> str | None:

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from ..adapters import kube
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import status_patch
+from ..domain.common.status import status_patch
 
 
 def with_ready(status: Mapping[str, Any], generation: int | None, ready: bool, reason: str, message: str,
