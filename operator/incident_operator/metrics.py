@@ -43,11 +43,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .api import INITIAL_STATE, NOT_CLOSED, PRIORITIES, SOURCES, Source, State
 from .domain.incident.priority import effective_priority
 
-PRIORITIES = ("P1", "P2", "P3", "P4")
-OPEN_STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated", "Resolved")
-SOURCES = ("Manual", "DetectionRule", "Alertmanager")
 NO_SERVICE = "unspecified"
 UNKNOWN = "unknown"
 
@@ -124,9 +122,9 @@ def index_entry(spec: Mapping[str, Any] | None,
         priority = effective_priority(spec.get("priority"), spec.get("impact"), spec.get("urgency"))
     except ValueError:
         priority = status.get("priority") or UNKNOWN
-    state = spec.get("state") or "Triggered"
+    state = spec.get("state") or INITIAL_STATE
     entry = IndexEntry(open_action_items=int(status.get("openActionItems") or 0),
-                       unacknowledged=state == "Triggered",
+                       unacknowledged=state == State.TRIGGERED,
                        response_deadline=_epoch(status.get("responseDeadline")))
     return (str(priority), str(state)), entry
 
@@ -147,14 +145,14 @@ class IndexCollector(Collector):
         if index is None:
             return
         now = self._clock()
-        open_by = {(p, s): 0 for p in PRIORITIES for s in OPEN_STATES}
+        open_by = {(p, s): 0 for p in PRIORITIES for s in NOT_CLOSED}
         items = {p: 0 for p in PRIORITIES}
         breached = {p: 0 for p in PRIORITIES}
         for key in list(index):
             priority, state = key
             for entry in list(index.get(key) or ()):
                 items[priority] = items.get(priority, 0) + entry.open_action_items
-                if state == "Closed":
+                if state == State.CLOSED:
                     continue
                 open_by[(priority, state)] = open_by.get((priority, state), 0) + 1
                 deadline = entry.response_deadline
@@ -329,7 +327,7 @@ class IncidentMetrics:
                     self._apply(getattr(self, attribute), (priority, service),
                                 lambda c, s=seconds: c.observe(s))
             elif name == "opened":
-                source = str(status.get("source") or "Manual")
+                source = str(status.get("source") or Source.MANUAL)
                 self._apply(self.opened, (priority, service, source if source in SOURCES else "Other"),
                             lambda c: c.inc())
             elif name == "recurrence":

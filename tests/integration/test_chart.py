@@ -569,7 +569,7 @@ def detection_rule(name: str, query: str, **spec) -> dict:
 def drive_the_operator(kubectl: Kubectl, receiver, policy_kubectl: Kubectl | None = None) -> None:
     """Incident create -> escalation -> acknowledge, DetectionRules valid (with a bearer-token Secret)
     and Invalid, an EscalationPolicy whose channel Secret is read and used; asserts every status write."""
-    from incident_operator.services.notifier import drafts_configmap_name
+    from incident_operator.names import drafts_configmap_name
 
     policy_kubectl = policy_kubectl or kubectl
     apply_secret(policy_kubectl, "oncall-hook", {"url": receiver.url("/hook")})

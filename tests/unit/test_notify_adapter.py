@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from incident_operator import names
 from incident_operator.adapters import notify
 from incident_operator.config import OperatorConfig
 from incident_operator.services import notifier as svc
@@ -93,8 +94,8 @@ def test_next_retry_only_counts_future_attempts():
 
 
 def test_drafts_configmap_name_stays_a_valid_name():
-    assert svc.drafts_configmap_name("login") == "login-drafts"
-    long = svc.drafts_configmap_name("x" * 253)
+    assert names.drafts_configmap_name("login") == "login-drafts"
+    long = names.drafts_configmap_name("x" * 253)
     assert len(long) <= 253 and long.endswith("-drafts")
 
 

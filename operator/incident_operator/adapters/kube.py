@@ -18,10 +18,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-GROUP = "incidents.buttercream.io"
-VERSION = "v1alpha1"
-INCIDENTS = "incidents"
-RULES = "detectionrules"
+# Re-exported for the callers' convenience; the names live in api.py.
+from ..api import DETECTION_RULES as RULES, GROUP, INCIDENTS, VERSION  # noqa: F401
 
 log = logging.getLogger(__name__)
 

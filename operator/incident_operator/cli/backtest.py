@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 import yaml
 
+from incident_operator.api import API_VERSION, DETECTION_RULE_KIND as KIND
 from incident_operator.domain.detection.detectors import (
     DEFAULT_DETECTOR_SPEC,
     Detector,
@@ -45,9 +46,6 @@ from incident_operator.domain.common.durations import parse_duration
 from incident_operator.domain.detection.episodes import FIRING, EpisodeState, step
 
 __all__ = ["main", "replay", "RuleSettings", "load_rule", "read_series", "parse_timestamp", "ReplayRow"]
-
-API_VERSION = "incidents.buttercream.io/v1alpha1"
-KIND = "DetectionRule"
 
 
 class BacktestError(Exception):

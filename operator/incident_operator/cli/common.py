@@ -9,8 +9,7 @@ from typing import Any
 
 import yaml
 
-GROUP = "incidents.buttercream.io"
-VERSION = "v1alpha1"
+from ..api import GROUP, INCIDENTS, VERSION
 
 
 class CommandError(Exception):
@@ -75,7 +74,7 @@ def read_incident(args: argparse.Namespace) -> dict[str, Any]:
     namespace = default_namespace(args)
     api = client.CustomObjectsApi(api_client(args))
     try:
-        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, "incidents", args.name)
+        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, INCIDENTS, args.name)
     except ApiException as error:
         if error.status == 404:
             raise CommandError(f"incident {namespace}/{args.name} not found") from None

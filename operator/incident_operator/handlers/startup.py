@@ -9,7 +9,7 @@ import logging
 
 import kopf
 
-PREFIX = "incidents.buttercream.io"
+from ..api import KOPF_PREFIX as PREFIX
 
 
 @kopf.on.startup()

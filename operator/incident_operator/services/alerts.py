@@ -30,22 +30,19 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
 from ..adapters import kube
+from ..api import (DETECTED_AT_ANNOTATION, FINGERPRINT_LABEL, INITIAL_STATE, OPERATOR_PRIORITY_ANNOTATION, RULE_LABEL,
+                   SERVICE_LABEL, SOURCE_ANNOTATION, Source, State, priority_rank)
 from ..domain.alerts import alertmanager as dom
-from ..domain.detection.rules import FINGERPRINT_LABEL, RULE_LABEL
 from ..domain.common.durations import format_duration
-from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
 from ..domain.incident.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
 from ..domain.common.timeutil import format_time, parse_time
+from ..names import alert_group_label, alert_incident_name, truncated_label_value
 
 log = logging.getLogger(__name__)
-# Same annotation as services/detection.py: the priority the operator last set by itself. While
-# spec.priority still equals it no person has overridden it, and a more severe signal may raise it.
-OPERATOR_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
 AUTO_OWNER = "alertmanager"
 MAX_RETRIES = 8
 ACTOR = "alertmanager"
 WRITE_LOCK = asyncio.Lock()
-PRIORITY_ORDER = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 
 
 def utcnow() -> datetime:
@@ -118,7 +115,7 @@ def _raise_priority(incident: Mapping[str, Any], wanted: str) -> dict[str, Any]:
     set_by_operator = annotations.get(OPERATOR_PRIORITY_ANNOTATION)
     if not current or current != set_by_operator:
         return {}
-    if PRIORITY_ORDER.get(wanted, 9) >= PRIORITY_ORDER.get(current, 9):
+    if priority_rank(wanted) >= priority_rank(current):
         return {}
     return {"metadata": {"annotations": {OPERATOR_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
 
@@ -174,8 +171,8 @@ class AlertService:
 
     async def _handle(self, plan: dom.GroupPlan) -> Result:
         now = self.clock()
-        members = await kube.list_objects(kube.INCIDENTS, self.namespace, dom.group_label(plan.group_key))
-        live = [i for i in members if (i.get("spec") or {}).get("state") != "Closed"
+        members = await kube.list_objects(kube.INCIDENTS, self.namespace, alert_group_label(plan.group_key))
+        live = [i for i in members if (i.get("spec") or {}).get("state") != State.CLOSED
                 and not dom.stale_resolution(i, now, self.settings.recovery_window_s)]
         if live:
             # Prefer an open incident, then the most recently detected one.
@@ -189,7 +186,7 @@ class AlertService:
             return Result("ignored", message="the group's incident is Closed; only a new firing opens a new one")
 
         if plan.service and self.settings.correlation_window_s > 0:
-            candidates = await kube.list_objects(kube.INCIDENTS, self.namespace, f"{dom.SERVICE_LABEL}={plan.service}")
+            candidates = await kube.list_objects(kube.INCIDENTS, self.namespace, f"{SERVICE_LABEL}={plan.service}")
             target = dom.pick_for_alert(candidates, plan.service, min(plan.earliest, now),
                                         self.settings.correlation_window_s)
             if target is not None:
@@ -215,23 +212,23 @@ class AlertService:
         spec = current.get("spec") or {}
         status = current.get("status") or {}
         signal = status.get("signal") or {}
-        state = spec.get("state") or "Triggered"
+        state = spec.get("state") or INITIAL_STATE
         changes = dom.merge_alerts(signal.get("alerts"), plan, self.settings.max_alerts)
         window = format_duration(self.settings.correlation_window_s)
 
         object_patch: dict[str, Any] = {}
-        label = dom.group_label(plan.group_key)
+        label = alert_group_label(plan.group_key)
         if (meta.get("labels") or {}).get(label) != "true":
             _merge(object_patch, {"metadata": {"labels": {label: "true"}}})
-        if plan.firing and state != "Closed":
+        if plan.firing and state != State.CLOSED:
             _merge(object_patch, _earlier_detection(current, min(a.starts_at for a in plan.firing), now))
             _merge(object_patch, _raise_priority(current, plan.priority))
-        if state == "Resolved" and changes.new_firing:
-            _merge(object_patch, {"spec": {"state": "Investigating"}})  # a relapse, counted as a reopen
+        if state == State.RESOLVED and changes.new_firing:
+            _merge(object_patch, {"spec": {"state": State.INVESTIGATING}})  # a relapse, counted as a reopen
         resolving = (self.settings.resolve_on_resolved and plan.status == "resolved" and dom.is_open(current)
                      and dom.all_alerts_resolved(changes.alerts) and not dom.has_ticket_spike(current))
         if resolving:
-            resolve = {"state": "Resolved"}
+            resolve = {"state": State.RESOLVED}
             if not spec.get("owner"):
                 resolve["owner"] = AUTO_OWNER
             if not spec.get("resolution"):
@@ -243,7 +240,7 @@ class AlertService:
         # -- status (the object is as it should be) --------------------------------------------------
         entries = []
         # Joining; or a join whose status write was lost (crash) and is repaired by a later notification.
-        own = str(meta.get("name") or "").startswith(dom.incident_name(plan.group_key))
+        own = str(meta.get("name") or "").startswith(alert_incident_name(plan.group_key))
         if joining or (not own and not _holds_group(signal, plan.group_key)):
             lead = (plan.firing or plan.alerts)[0]
             entries.append(timeline_entry(now, "Correlated",
@@ -273,14 +270,14 @@ class AlertService:
 
     async def _open(self, plan: dom.GroupPlan, now: datetime, taken: set[str]) -> Result:
         detected = min(min(a.starts_at for a in plan.firing), now)
-        for name in (dom.incident_name(plan.group_key), dom.incident_name(plan.group_key, plan.earliest)):
+        for name in (alert_incident_name(plan.group_key), alert_incident_name(plan.group_key, plan.earliest)):
             if name in taken:
                 continue
             body = self._incident_body(name, plan, detected)
             created, is_new = await kube.create_or_get(kube.INCIDENTS, self.namespace, body)
             labels = (created.get("metadata") or {}).get("labels") or {}
-            if not is_new and (labels.get(dom.group_label(plan.group_key)) != "true"
-                               or (created.get("spec") or {}).get("state") == "Closed"):
+            if not is_new and (labels.get(alert_group_label(plan.group_key)) != "true"
+                               or (created.get("spec") or {}).get("state") == State.CLOSED):
                 taken.add(name)
                 continue  # an older episode (Closed) holds this name: the new episode takes the next one
             await _apply(created, lambda current: self._update_step(current, plan, now, joining=False))
@@ -288,13 +285,13 @@ class AlertService:
         return Result("ignored", message="the group's incidents are Closed and its names are taken")
 
     def _incident_body(self, name: str, plan: dom.GroupPlan, detected: datetime) -> dict[str, Any]:
-        labels = {dom.group_label(plan.group_key): "true"}
-        spec: dict[str, Any] = {"title": plan.title, "priority": plan.priority, "state": "Triggered"}
+        labels = {alert_group_label(plan.group_key): "true"}
+        spec: dict[str, Any] = {"title": plan.title, "priority": plan.priority, "state": INITIAL_STATE}
         if plan.description:
             spec["description"] = plan.description
         if plan.service:
             spec["service"] = plan.service
-            labels[dom.SERVICE_LABEL] = plan.service
+            labels[SERVICE_LABEL] = plan.service
         if plan.team:
             spec["team"] = plan.team
         if plan.links:
@@ -308,7 +305,7 @@ class AlertService:
                 "labels": labels,
                 "annotations": {
                     DETECTED_AT_ANNOTATION: format_time(detected),
-                    SOURCE_ANNOTATION: dom.SOURCE,
+                    SOURCE_ANNOTATION: Source.ALERTMANAGER,
                     OPERATOR_PRIORITY_ANNOTATION: plan.priority,
                 },
             },
@@ -322,11 +319,6 @@ def _holds_group(signal: Mapping[str, Any], group_key: str) -> bool:
 
 # -- the other direction: a ticket spike joins an open alert incident ----------------------------------
 
-def settings_of(config: Any) -> dom.AlertSettings:
-    raw = getattr(config, "alertmanager", None) or {}
-    return dom.parse_settings(raw, require_namespace=False)
-
-
 async def join_ticket_spike(config: Any, namespace: str, rule_name: str, fingerprint: str, service: str,
                             signal: Mapping[str, Any], priority: str, started_at: datetime,
                             now: datetime) -> str | None:
@@ -336,25 +328,26 @@ async def join_ticket_spike(config: Any, namespace: str, rule_name: str, fingerp
     Idempotent: joining again (a retried evaluation) rewrites the same evidence and adds nothing to
     the timeline. The incident gets the rule's labels, so the engine's incident book tracks it like its own.
     """
-    settings = settings_of(config)
+    settings = config.alertmanager  # parsed once, with the configuration (config.py)
     if not settings.enabled or settings.correlation_window_s <= 0 or not service:
         return None
-    candidates = await kube.list_objects(kube.INCIDENTS, namespace, f"{dom.SERVICE_LABEL}={service}")
+    candidates = await kube.list_objects(kube.INCIDENTS, namespace, f"{SERVICE_LABEL}={service}")
     target = dom.pick_for_spike(candidates, service, now, settings.correlation_window_s, fingerprint)
     if target is None:
         return None
-    limit = getattr(config, "timeline_limit", DEFAULT_TIMELINE_LIMIT)
+    limit = config.timeline_limit
     window = format_duration(settings.correlation_window_s)
 
     def step(current: dict[str, Any]) -> _Change | None:
         meta = current.get("metadata") or {}
         status = current.get("status") or {}
         old_signal = status.get("signal") or {}
-        if (current.get("spec") or {}).get("state") == "Closed":
+        if (current.get("spec") or {}).get("state") == State.CLOSED:
             return None
         object_patch: dict[str, Any] = {}
         if not (meta.get("labels") or {}).get(RULE_LABEL):
-            _merge(object_patch, {"metadata": {"labels": {RULE_LABEL: rule_name[:63], FINGERPRINT_LABEL: fingerprint}}})
+            _merge(object_patch, {"metadata": {"labels": {RULE_LABEL: truncated_label_value(rule_name),
+                                                          FINGERPRINT_LABEL: fingerprint}}})
         _merge(object_patch, _earlier_detection(current, now, now, started_at))
         _merge(object_patch, _raise_priority(current, priority))
         if object_patch:

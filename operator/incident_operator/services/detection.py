@@ -23,22 +23,21 @@ from typing import Any, Mapping
 from .. import metrics
 from ..adapters import kube
 from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
+from ..api import (API_VERSION, DETECTED_AT_ANNOTATION, FINGERPRINT_LABEL, INCIDENT_KIND, INITIAL_STATE,
+                   OPERATOR_PRIORITY_ANNOTATION, REOPEN_ON_RELAPSE, RESOLVED_OR_CLOSED, RULE_LABEL, SERVICE_LABEL,
+                   SOURCE_ANNOTATION, Source, State, priority_rank)
 from ..config import OperatorConfig
 from ..domain.detection import rules as dom
-from ..domain.alerts.alertmanager import SERVICE_LABEL
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
+from ..domain.incident.lifecycle import status_patch
 from ..domain.common.timeutil import format_time, format_time_precise, parse_time
+from ..names import label_value, rule_episode_of, rule_fingerprint, rule_incident_name, truncated_label_value
 from . import alerts as correlation
 from .incident_book import IncidentBook, detected_summary
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
 MAX_HISTORY_POINTS = 300
-# The priority the rule itself last set; while spec.priority still equals it, no person has
-# overridden it and the rule may raise it as the spike grows into a higher band.
-RULE_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
-PRIORITY_ORDER = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 
 
 @dataclass
@@ -87,7 +86,7 @@ async def incidents_view(book: "IncidentBook | None", namespace: str, names: set
         summary = book.detected(namespace, name) if book is not None else None
         if summary is None and (book is None or not book.knows(namespace, name)):
             body = await kube.get_object(kube.INCIDENTS, namespace, name)
-            if body is None or dom.RULE_LABEL not in ((body.get("metadata") or {}).get("labels") or {}):
+            if body is None or RULE_LABEL not in ((body.get("metadata") or {}).get("labels") or {}):
                 continue  # as the book would say: gone, or not an incident a rule opened
             summary = detected_summary(body.get("spec"), body.get("status"))
         if summary is not None:
@@ -119,7 +118,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
             samples = [(s.labels, s.value) for s in instant]
             if instant:
                 for labels, values in series:
-                    fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
+                    fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
                     histories[fp] = values
                 seasonals = await _seasonal_samples(rule, rule_body, endpoint, prometheus, now, seasonal_cache)
     except PrometheusError as failure:
@@ -203,7 +202,7 @@ async def _seasonal_samples(rule: dom.RuleSpec, rule_body: Mapping[str, Any], en
         start = anchor - window.lag_s - window.points_before * step
         end = anchor - window.lag_s + window.points_after * step
         for labels, values in await prometheus.query_range(endpoint, rule.query, start, end, step):
-            fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
+            fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
             lists = result.setdefault(fp, [[] for _ in windows])
             lists[index] = [v for _, v in values]
     if cache is not None:
@@ -240,7 +239,7 @@ async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: Oper
                     for group in plan.groups:
                         if group.get("fingerprint") == action.fingerprint:
                             group["incident"] = opened
-                            episode = dom.episode_of(opened)
+                            episode = rule_episode_of(opened)
                             if episode and opened.startswith(action.incident.rsplit("-", 1)[0]):
                                 group["episodeState"] = {**group["episodeState"], "episode": episode}
             elif action.kind == "reopen":
@@ -268,29 +267,29 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
         "title": action.title or f"Spike in {rule.name}",
         "priority": action.priority,
         "startedAt": format_time(datetime.fromtimestamp(action.started_at, timezone.utc)),
-        "state": "Triggered",
+        "state": INITIAL_STATE,
     }
     if action.description:
         spec["description"] = action.description
     for key in ("service", "team"):
         value = getattr(action, key)
         if value:
-            spec[key] = _label_safe(value)
-    labels = {dom.RULE_LABEL: rule.name[:63], dom.FINGERPRINT_LABEL: action.fingerprint,
+            spec[key] = label_value(value, fallback="unknown")
+    labels = {RULE_LABEL: truncated_label_value(rule.name), FINGERPRINT_LABEL: action.fingerprint,
               **{k: v for k, v in rule.extra_labels.items()}}
     if spec.get("service"):
         labels[SERVICE_LABEL] = spec["service"]  # correlation with Alertmanager alerts finds it by this
     body = {
-        "apiVersion": f"{kube.GROUP}/{kube.VERSION}",
-        "kind": "Incident",
+        "apiVersion": API_VERSION,
+        "kind": INCIDENT_KIND,
         "metadata": {
             "name": action.incident,
             "namespace": rule.namespace,
             "labels": labels,
             "annotations": {
                 DETECTED_AT_ANNOTATION: format_time(datetime.fromtimestamp(now, timezone.utc)),
-                SOURCE_ANNOTATION: "DetectionRule",
-                RULE_PRIORITY_ANNOTATION: action.priority,
+                SOURCE_ANNOTATION: Source.DETECTION_RULE,
+                OPERATOR_PRIORITY_ANNOTATION: action.priority,
             },
         },
         "spec": spec,
@@ -310,9 +309,9 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
             # The group's state was dropped from the rule's status (its windows had long passed), so
             # its episode count restarted and the name is taken by an old incident: continue the count.
             taken = await kube.list_objects(kube.INCIDENTS, rule.namespace,
-                                            f"{dom.FINGERPRINT_LABEL}={action.fingerprint}")
-            episode = max([dom.episode_of(i["metadata"]["name"]) for i in taken] + [0]) + 1
-            body["metadata"]["name"] = dom.incident_name(rule.name, action.fingerprint, episode)
+                                            f"{FINGERPRINT_LABEL}={action.fingerprint}")
+            episode = max([rule_episode_of(i["metadata"]["name"]) for i in taken] + [0]) + 1
+            body["metadata"]["name"] = rule_incident_name(rule.name, action.fingerprint, episode)
             created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
     name = created["metadata"]["name"]
     if is_new:
@@ -325,15 +324,15 @@ def _from_an_earlier_episode(existing: Mapping[str, Any], action: dom.Action) ->
     """An incident found under this episode's name that cannot be this episode's: it is already
     Resolved or Closed. An open one is this episode's (a rival replica, or this operator before a
     crash, created it but had not recorded the episode in the rule's status yet): join it."""
-    return (existing.get("spec") or {}).get("state") in ("Resolved", "Closed")
+    return (existing.get("spec") or {}).get("state") in RESOLVED_OR_CLOSED
 
 
 async def _reopen_incident(rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
     current = await kube.get_object(kube.INCIDENTS, rule.namespace, action.incident)
     if current is None:
         raise kube.NotFound(action.incident)
-    if (current.get("spec") or {}).get("state") in ("Resolved", "Mitigated"):
-        await kube.patch_spec(kube.INCIDENTS, rule.namespace, action.incident, {"state": "Investigating"})
+    if (current.get("spec") or {}).get("state") in REOPEN_ON_RELAPSE:
+        await kube.patch_spec(kube.INCIDENTS, rule.namespace, action.incident, {"state": State.INVESTIGATING})
         log.info(f"Reopened incident {rule.namespace}/{action.incident}: the signal relapsed")
     await _update_signal(rule, action, graph_base, now)
 
@@ -357,12 +356,12 @@ async def _raise_priority(rule: dom.RuleSpec, incident: dict[str, Any], peak: fl
     meta = incident["metadata"]
     incident = await kube.get_object(kube.INCIDENTS, meta["namespace"], meta["name"]) or incident
     meta = incident["metadata"]
-    set_by_rule = (meta.get("annotations") or {}).get(RULE_PRIORITY_ANNOTATION)
+    set_by_rule = (meta.get("annotations") or {}).get(OPERATOR_PRIORITY_ANNOTATION)
     current = (incident.get("spec") or {}).get("priority")
     wanted = dom.priority_for(rule, peak)
-    if not set_by_rule or current != set_by_rule or PRIORITY_ORDER.get(wanted, 9) >= PRIORITY_ORDER.get(current, 9):
+    if not set_by_rule or current != set_by_rule or priority_rank(wanted) >= priority_rank(current):
         return
-    body = {"metadata": {"annotations": {RULE_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
+    body = {"metadata": {"annotations": {OPERATOR_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
     try:
         await kube.patch_object(kube.INCIDENTS, meta["namespace"], meta["name"], body,
                                 meta.get("resourceVersion"))
@@ -384,13 +383,6 @@ async def _write_signal(incident: dict[str, Any], signal: dict[str, Any]) -> Non
             incident = await kube.get_object(kube.INCIDENTS, meta["namespace"], meta["name"])
             if incident is None:
                 raise kube.NotFound(meta["name"])
-
-
-def _label_safe(value: str) -> str:
-    import re
-
-    cleaned = re.sub(r"[^a-z0-9_.-]", "-", value.lower()).strip("-._")[:63]
-    return cleaned.strip("-._") or "unknown"
 
 
 def parse_time_epoch(value: str | None) -> float | None:

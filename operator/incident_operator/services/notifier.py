@@ -21,7 +21,6 @@ Nothing here raises into the lifecycle: failures become status, timeline entries
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -31,17 +30,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..adapters import kube, notify
+from ..api import INCIDENT_LABEL, INITIAL_STATE, State, is_at_least
 from ..config import OperatorConfig
 from ..domain.notify import comms, handoff
 from ..domain.notify import book as book_ops
-from ..domain.incident.lifecycle import STATE_INDEX
 from ..domain.common.timeutil import format_time
+from ..names import drafts_configmap_name, fits_label_value
 
 log = logging.getLogger(__name__)
 INCIDENTS = kube.INCIDENTS
 MAX_CONFLICT_RETRIES = 8
-DRAFTS_SUFFIX = "-drafts"
-INCIDENT_LABEL = "incidents.buttercream.io/incident"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -57,14 +55,6 @@ def operator_namespace() -> str | None:
         return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
     except OSError:
         return None
-
-
-def drafts_configmap_name(incident_name: str) -> str:
-    name = incident_name + DRAFTS_SUFFIX
-    if len(name) <= 253:
-        return name
-    digest = hashlib.sha256(incident_name.encode()).hexdigest()[:8]
-    return f"{incident_name[:253 - len(DRAFTS_SUFFIX) - 9]}-{digest}{DRAFTS_SUFFIX}"
 
 
 def drafts_stale(body: Mapping[str, Any]) -> bool:
@@ -190,8 +180,8 @@ class Notifier:
             return body
         meta = body["metadata"]
         spec = body.get("spec") or {}
-        state = status.get("state") or spec.get("state") or "Triggered"
-        if item.get("event") == book_ops.ESCALATED and STATE_INDEX.get(state, 0) >= STATE_INDEX["Acknowledged"]:
+        state = status.get("state") or spec.get("state") or INITIAL_STATE
+        if item.get("event") == book_ops.ESCALATED and is_at_least(state, State.ACKNOWLEDGED):
             return await self._record(body, item_key, book_ops.DeliveryResult(
                 book_ops.SUPERSEDED, detail=f"the incident was {state} before the escalation notice went out"))
 
@@ -340,7 +330,7 @@ class Notifier:
             data = {f"{kind}.md": text for kind, text in drafts.texts.items()}
             data["statuspage.json"] = json.dumps(comms.statuspage_payload(body, drafts), indent=2)
             data["publicState"] = drafts.public_state
-            labels = {INCIDENT_LABEL: name} if len(name) <= 63 else {}
+            labels = {INCIDENT_LABEL: name} if fits_label_value(name) else {}
             await kube.upsert_configmap(namespace, configmap, data, owner=body, labels=labels)
             public = drafts.public_state
         except comms.DraftError as failure:

@@ -55,6 +55,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ...api import Priority
 from ..common import durations as _durations
 from .calendar import BusinessCalendar
 from .priority import parse_priority
@@ -217,9 +218,9 @@ class DeadlineRule:
 
 # ---------------------------------------------------------------------------------------- policy
 
-_DEFAULT_RESPONSE = {"P1": "5m", "P2": "30m", "P3": "2h", "P4": "nextBusinessDay"}
-_DEFAULT_RESOLUTION = {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"}
-_DEFAULT_ESCALATION_INTERVAL = {"P1": "5m", "P2": "15m", "P3": "30m", "P4": "4h"}
+_DEFAULT_RESPONSE = {Priority.P1: "5m", Priority.P2: "30m", Priority.P3: "2h", Priority.P4: "nextBusinessDay"}
+_DEFAULT_RESOLUTION = {Priority.P1: "4h", Priority.P2: "8h", Priority.P3: "3bd", Priority.P4: "5bd"}
+_DEFAULT_ESCALATION_INTERVAL = {Priority.P1: "5m", Priority.P2: "15m", Priority.P3: "30m", Priority.P4: "4h"}
 DEFAULT_MAX_ESCALATION_LEVEL = 3
 
 
