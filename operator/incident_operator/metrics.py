@@ -44,6 +44,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .api import INITIAL_STATE, NOT_CLOSED, PRIORITIES, SOURCES, Source, State
+from .config import DEFAULT_NEW_SERIES_DELAY
 from .domain.incident.priority import effective_priority
 
 NO_SERVICE = "unspecified"
@@ -56,7 +57,6 @@ CSAT_BUCKETS = (1, 2, 3, 4, 5)
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # PrometheusError reasons (adapters/prometheus.py); anything else is counted as "Other".
 EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other")
-DEFAULT_NEW_SERIES_DELAY = 90.0
 
 # observation name -> (histogram attribute, end stamp, start stamp)
 DURATIONS = {
@@ -386,7 +386,7 @@ def current() -> IncidentMetrics:
 def configure(*, new_series_delay: float = DEFAULT_NEW_SERIES_DELAY, max_escalation_level: int = 3,
               index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None] | None = None,
               process_collectors: bool = True) -> IncidentMetrics:
-    """Builds the process's metrics on a fresh registry (runtime.py calls this once, before kopf starts)."""
+    """Builds the process's metrics on a fresh registry (app.py calls this once, before kopf starts)."""
     global _current
     import prometheus_client
 

@@ -1,4 +1,4 @@
-"""The operator's kopf settings (handlers/startup.py), checked without a cluster."""
+"""The operator's kopf settings (app.py), checked without a cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import logging
 import kopf
 
 from incident_operator.config import OperatorConfig
-from incident_operator.handlers.startup import PREFIX, configure
+from incident_operator.api import KOPF_PREFIX as PREFIX
+from incident_operator.app import configure
 
 
 def configured() -> kopf.OperatorSettings:

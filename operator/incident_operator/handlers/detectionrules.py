@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from datetime import datetime, timezone
 from typing import Any
 
 import kopf
 
 from ..adapters import kube
+from ..api import DETECTION_RULES as PLURAL, ConditionType
+from ..context import OperatorContext
 from .waiting import sleep_until_woken
 from ..domain.detection import rules as dom
 from ..domain.common.conditions import set_condition
 from ..domain.incident.lifecycle import status_patch
 from ..services import detection as engine
-
-GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.RULES
 
 
 def _validate(body: dict[str, Any]) -> tuple[dom.RuleSpec | None, str | None]:
@@ -31,47 +32,51 @@ def _validate(body: dict[str, Any]) -> tuple[dom.RuleSpec | None, str | None]:
         return None, str(error)
 
 
-async def _write_invalid(body: dict[str, Any], message: str) -> None:
+async def _write_invalid(kube_api: Any, body: dict[str, Any], message: str) -> None:
     now = datetime.now(timezone.utc)
     generation = body["metadata"].get("generation")
     status = dict(body.get("status") or {})
-    conditions = set_condition(status.get("conditions"), "Ready", False, "Invalid", message, now, generation)
+    conditions = set_condition(status.get("conditions"), ConditionType.READY, False, "Invalid", message, now, generation)
     new = {**status, "conditions": conditions, "observedGeneration": generation}
     patch = status_patch(status, new)
     if patch:
         meta = body["metadata"]
         try:
-            await kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch, None)
+            await kube_api.patch_status(PLURAL, meta["namespace"], meta["name"], patch, None)
         except kube.NotFound:
             return
         kopf.event(body, type="Warning", reason="Invalid", message=message)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-async def rule_changed(body, memo, logger, **_) -> None:
+def _rule_key(meta: Any) -> str:
+    """The key of the rule's wake-up: its uid (a rule deleted and created again is a new rule)."""
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+async def rule_changed(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
+    """On create, update and resume: report an invalid rule, and wake the rule's daemon at once."""
     rule, problem = _validate(dict(body))
     if problem:
         logger.warning(f"DetectionRule is invalid: {problem}")
-        await _write_invalid(dict(body), problem)
-    wakeup = memo.get("wakeup")
-    if wakeup is not None:
-        wakeup.set()
+        await _write_invalid(memo.kube, dict(body), problem)
+    memo.rule_wakeups.wake(_rule_key(body["metadata"]))
 
 
 def _phase_offset(key: str, interval_s: float) -> float:
     """A stable offset in [0, interval) derived from the rule's uid."""
-    import zlib
-
     return (zlib.crc32(key.encode()) % 1000) / 1000 * interval_s
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="evaluator", cancellation_timeout=5, backoff=2.0)
-async def evaluator(body, memo, stopped, logger, **_) -> None:
-    memo.wakeup = wakeup = asyncio.Event()
+async def evaluator(body: kopf.Body, memo: OperatorContext, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """The rule's daemon (one per rule): evaluates it every ``spec.interval``."""
     meta = dict(body["metadata"])
-    current: dict[str, Any] | None = dict(body)
+    with memo.rule_wakeups.registered(_rule_key(meta)) as wakeup:
+        await _evaluate_until_stopped(dict(body), meta, memo, stopped, wakeup)
+
+
+async def _evaluate_until_stopped(body: dict[str, Any], meta: dict[str, Any], memo: OperatorContext,
+                                  stopped: kopf.DaemonStopped, wakeup: asyncio.Event) -> None:
+    current: dict[str, Any] | None = body
     next_tick: float | None = None  # monotonic time of the next scheduled evaluation
     # Spread rules over their interval, as Prometheus offsets rule groups: a thousand rules that
     # all start together would otherwise evaluate in one burst every interval and queue up.
@@ -84,17 +89,17 @@ async def evaluator(body, memo, stopped, logger, **_) -> None:
             return
     while not stopped:
         if current is None:
-            current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+            current = await memo.kube.get_object(PLURAL, meta["namespace"], meta["name"])
             if current is None:
                 return
         rule, problem = _validate(current)
         delay: float | None
         if rule is None:
-            await _write_invalid(current, problem or "invalid rule")
+            await _write_invalid(memo.kube, current, problem or "invalid rule")
             delay = None  # wait for a fix (the update handler wakes us)
         else:
-            result = await engine.evaluate_rule(current, rule, memo.config, memo.prometheus, memo.get("incident_book"),
-                                                 memo.evaluation_slots, memo.get("seasonal_cache"))
+            result = await engine.evaluate_rule(current, rule, memo.config, memo.prometheus, memo.incident_book,
+                                                 memo.evaluation_slots, memo.seasonal_cache)
             if result.rule_body is None:
                 current = None  # lost a race or the spec changed: re-read and evaluate again now
                 continue

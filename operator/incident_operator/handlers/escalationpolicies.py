@@ -13,14 +13,15 @@ from typing import Any
 import kopf
 
 from ..adapters import kube, notify
+from ..api import ESCALATION_POLICIES as PLURAL, ConditionType
+from ..context import OperatorContext
 from ..domain.common.conditions import set_condition
 from ..domain.incident.lifecycle import status_patch
 
-GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, notify.POLICIES
 RECHECK_SECONDS = 300
 
 
-async def check(body: dict[str, Any], logger) -> None:
+async def check(kube_api: Any, body: dict[str, Any], logger: kopf.Logger) -> None:
     meta = body["metadata"]
     status = dict(body.get("status") or {})
     generation = meta.get("generation")
@@ -38,24 +39,22 @@ async def check(body: dict[str, Any], logger) -> None:
         "observedGeneration": generation,
         "levels": levels,
         "channels": channels,
-        "conditions": set_condition(status.get("conditions"), "Ready", not problems, reason, message,
+        "conditions": set_condition(status.get("conditions"), ConditionType.READY, not problems, reason, message,
                                     datetime.now(timezone.utc), generation),
     })
     patch = status_patch(status, new)
     if patch:
         try:
-            await kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch, None)
+            await kube_api.patch_status(PLURAL, meta["namespace"], meta["name"], patch, None)
         except kube.NotFound:
             pass
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-async def policy_changed(body, logger, **_) -> None:
-    await check(dict(body), logger)
+async def policy_changed(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
+    """On create, update and resume."""
+    await check(memo.kube, dict(body), logger)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS, idle=None)
-async def policy_recheck(body, logger, **_) -> None:
-    await check(dict(body), logger)
+async def policy_recheck(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
+    """Every :data:`RECHECK_SECONDS`: a Secret may change without the policy changing."""
+    await check(memo.kube, dict(body), logger)

@@ -26,13 +26,11 @@ from typing import Any, Hashable
 
 import kopf
 
-from .. import metrics
 from ..adapters import kube
+from ..api import INCIDENTS as PLURAL
+from ..context import OperatorContext
 from ..domain.incident.lifecycle import Outcome, reconcile_incident, status_patch
-from ..services.incident_book import IncidentBook
-from ..services.incident_queue import IncidentQueue
 
-GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.INCIDENTS
 MAX_CONFLICT_RETRIES = 8
 # asyncio may wake a hair early; a due time is never acted on before it is reached.
 WAKE_MARGIN_SECONDS = 0.005
@@ -56,7 +54,8 @@ class _ObjectLogger(logging.LoggerAdapter):
         return f"[{self.extra['key'][0]}/{self.extra['key'][1]}] {msg}", kwargs
 
 
-async def sync_incident(body: dict[str, Any], memo: Any, logger) -> tuple[dict[str, Any] | None, Outcome | None]:
+async def sync_incident(body: dict[str, Any], memo: OperatorContext,
+                        logger: kopf.Logger) -> tuple[dict[str, Any] | None, Outcome | None]:
     """Brings status in line with the domain's view; exactly once per change, even with rivals."""
     settings = memo.config.lifecycle
     current: dict[str, Any] | None = body
@@ -71,10 +70,10 @@ async def sync_incident(body: dict[str, Any], memo: Any, logger) -> tuple[dict[s
             return current, outcome
         meta = current["metadata"]
         try:
-            updated = await kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch,
+            updated = await memo.kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch,
                                               meta.get("resourceVersion"))
         except kube.Conflict:
-            current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+            current = await memo.kube.get_object(PLURAL, meta["namespace"], meta["name"])
             continue
         except kube.NotFound:
             return None, None
@@ -84,42 +83,35 @@ async def sync_incident(body: dict[str, Any], memo: Any, logger) -> tuple[dict[s
     raise StillChanging("the incident kept changing while its status was being written")
 
 
-def _after_write(body: dict[str, Any], outcome: Outcome, memo: Any, logger) -> None:
+def _after_write(body: dict[str, Any], outcome: Outcome, memo: OperatorContext, logger: kopf.Logger) -> None:
     """Side effects that must happen once per successful write (never inside retried steps)."""
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     if outcome.invalid:
         logger.warning(f"Incident is invalid: {outcome.invalid}")
-    metrics.record_outcome(body, outcome)
-    notifier = getattr(memo, "notifier", None)
-    if notifier is not None and outcome.notifications:
-        notifier.enqueue(body, outcome.notifications)
+    memo.metrics.record_outcome(body, outcome)
+    if outcome.notifications:
+        memo.notifier.enqueue(body, outcome.notifications)
     _follow_up(body, memo)
 
 
-def _follow_up(body: dict[str, Any], memo: Any) -> None:
+def _follow_up(body: dict[str, Any], memo: OperatorContext) -> None:
     """Lets the notifier deliver what is still pending and refresh the customer drafts
     (also after a restart, when nothing new was written)."""
-    kick = getattr(getattr(memo, "notifier", None), "kick", None)
-    if kick is not None:
-        kick(body)
+    memo.notifier.kick(body)
 
 
-def _next_due(outcome: Outcome, memo: Any) -> datetime | None:
-    candidates = [outcome.next_wakeup]
-    notifier = getattr(memo, "notifier", None)
-    if notifier is not None:
-        candidates.append(notifier.next_retry(outcome.status))
-    candidates = [c for c in candidates if c is not None]
+def _next_due(outcome: Outcome, memo: OperatorContext) -> datetime | None:
+    candidates = [c for c in (outcome.next_wakeup, memo.notifier.next_retry(outcome.status)) if c is not None]
     return min(candidates) if candidates else None
 
 
-async def process_incident(memo: Any, key: Hashable, body: dict[str, Any] | None) -> float | None:
+async def process_incident(memo: OperatorContext, key: Hashable, body: dict[str, Any] | None) -> float | None:
     """One queue step for one incident: sync it, return when it next needs looking at."""
     namespace, name = key  # type: ignore[misc]
     logger = _ObjectLogger(log, {"key": key})
     if body is None:  # a due time came: nothing newer was offered, so read it
-        body = await kube.get_object(PLURAL, namespace, name)
+        body = await memo.kube.get_object(PLURAL, namespace, name)
         if body is None:
             return None
     current, outcome = await sync_incident(body, memo, logger)
@@ -130,26 +122,12 @@ async def process_incident(memo: Any, key: Hashable, body: dict[str, Any] | None
     return None if due is None else due.timestamp() + WAKE_MARGIN_SECONDS
 
 
-@kopf.on.startup(id="incident-queue")
-async def create_incident_queue(memo, **_) -> None:
-    """One book and one queue for all incidents, ready before the watch delivers anything."""
-    memo.incident_book = IncidentBook()
-
-    async def process(key: Hashable, body: dict[str, Any] | None) -> float | None:
-        return await process_incident(memo, key, body)
-
-    memo.incident_queue = IncidentQueue(process, concurrency=SYNC_CONCURRENCY)
+async def stop_incident_queue(memo: OperatorContext, **_: Any) -> None:
+    """On kopf's cleanup: no sync starts after the operator began to stop."""
+    await memo.incident_queue.stop()
 
 
-@kopf.on.cleanup(id="incident-queue")
-async def stop_incident_queue(memo, **_) -> None:
-    queue = memo.get("incident_queue")
-    if queue is not None:
-        await queue.stop()
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def incident_event(event, memo, **_) -> None:
+async def incident_event(event: kopf.RawEvent, memo: OperatorContext, **_: Any) -> None:
     """Every change of every incident, and each one once at start-up (the re-list)."""
     body = event.get("object") or {}
     meta = body.get("metadata") or {}
@@ -163,7 +141,7 @@ async def incident_event(event, memo, **_) -> None:
     memo.incident_book.observe(body)
     # Started from an event handler rather than at start-up: kopf.event() posts through a queue
     # kopf binds (a context variable) only in its per-object tasks, and a task inherits the context
-    # it is created in. Started here, every sync can post its Events. (Idempotent: the per-object
-    # memo is a copy, so the queue itself remembers that it runs.)
+    # it is created in. Started here, every sync can post its Events. (Idempotent: the queue
+    # remembers that it runs.)
     memo.incident_queue.start()
     memo.incident_queue.offer(key, dict(body))

@@ -166,7 +166,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
 
 class SeasonalCache:
     """Seasonal reference windows (same time of day, previous days) change once per step: fetch them
-    once per step and rule, not at every evaluation. Bounded LRU, held in the operator's memo."""
+    once per step and rule, not at every evaluation. Bounded LRU, held in the operator context."""
 
     def __init__(self, max_entries: int = 4096):
         self._entries: "OrderedDict[tuple, dict[str, list[list[float]]]]" = OrderedDict()

@@ -1,6 +1,6 @@
 """The notifier: delivers queued hand-off notifications and publishes customer drafts.
 
-Installed as ``memo.notifier`` by runtime.py. The Incident handlers call :meth:`Notifier.enqueue`
+Built once by app.py (the operator context's ``notifier``). The Incident handlers call :meth:`Notifier.enqueue`
 after a status write that queued notifications and :meth:`Notifier.kick` whenever the object
 still has work (also after a restart, when the re-list passes every incident through the incident
 queue); the queue also wakes the incident at :meth:`Notifier.next_retry`. Each incident with work gets one worker task that:
@@ -76,7 +76,7 @@ class Notifier:
                  rand: Callable[[], float] = random.random):
         self.config = config
         self.settings = config.delivery
-        self.shared_namespace = config.escalation_policies.get("namespace") or operator_namespace()
+        self.shared_namespace = config.escalation_policies.namespace or operator_namespace()
         self.templates_namespace = config.templates_namespace or operator_namespace()
         self.clock = clock
         self.rand = rand

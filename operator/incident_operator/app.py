@@ -1,0 +1,170 @@
+"""The operator process: builds the context, registers every handler, configures and runs kopf.
+
+Every kopf handler of the operator is registered in :func:`build_registry`, and every non-default
+kopf setting is in :func:`configure`, with the reason. ``__main__.py`` parses the command line and
+calls :func:`run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Hashable
+from typing import Any
+
+import kopf
+from aiohttp import web
+from prometheus_client import exposition
+
+from . import metrics
+from .adapters import kube
+from .adapters.connections import bound_unlimited_connectors
+from .adapters.prometheus import PrometheusClient
+from .api import (DETECTION_RULES, ESCALATION_POLICIES, GROUP, INCIDENTS, KOPF_DIFFBASE_KEY, KOPF_FINALIZER,
+                  KOPF_PREFIX, VERSION)
+from .config import OperatorConfig
+from .context import OperatorContext
+from .domain.alerts.alertmanager import AlertSettings
+from .handlers import detectionrules, escalationpolicies, incidents
+from .services.detection import SeasonalCache
+from .services.incident_book import IncidentBook
+from .services.incident_queue import IncidentQueue
+from .services.notifier import Notifier
+
+
+async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: str) -> None:
+    """Runs the operator until kopf stops; raises ConfigError before starting anything on a bad setting."""
+    alert_settings = config.alertmanager_for(namespaces)
+    bound_unlimited_connectors()  # adapters/connections.py: kopf's session has no connection limit
+    context = build_context(config)
+    metrics_server = await start_metrics_server(context)
+    alert_receiver = await start_alert_receiver(context, alert_settings)
+    try:
+        await kopf.operator(
+            registry=build_registry(),
+            clusterwide=not namespaces,
+            namespaces=list(namespaces),
+            standalone=True,
+            liveness_endpoint=liveness,
+            memo=context,
+        )
+    finally:
+        await context.notifier.close()
+        await context.prometheus.close()
+        await metrics_server.cleanup()
+        if alert_receiver is not None:
+            await alert_receiver.cleanup()
+
+
+def build_context(config: OperatorConfig) -> OperatorContext:
+    """The one context of the process (call it in the running event loop)."""
+    book = IncidentBook()
+
+    async def process(key: Hashable, body: dict[str, Any] | None) -> float | None:
+        return await incidents.process_incident(context, key, body)
+
+    context = OperatorContext(
+        config=config,
+        kube=kube,
+        prometheus=PrometheusClient(max_connections=config.max_concurrent_evaluations * 2),
+        # Serving from the loop (below) means the scrape-time gauges read the incident book in the
+        # thread that mutates it.
+        metrics=metrics.configure(new_series_delay=config.new_series_delay,
+                                  max_escalation_level=config.deadlines.max_escalation_level,
+                                  index_source=book.by_state),
+        incident_book=book,
+        # One queue for all incidents, ready before the watch delivers anything.
+        incident_queue=IncidentQueue(process, concurrency=incidents.SYNC_CONCURRENCY),
+        notifier=Notifier(config),
+        evaluation_slots=asyncio.Semaphore(config.max_concurrent_evaluations),
+        seasonal_cache=SeasonalCache(),
+    )
+    return context
+
+
+def build_registry() -> kopf.OperatorRegistry:
+    """Every handler of the operator, in one place."""
+    registry = kopf.OperatorRegistry()
+    on = kopf.on
+
+    # Credentials as kopf's default registry finds them: the kubernetes client's (in-cluster, else
+    # the kubeconfig). A registry of our own has no fallback login otherwise.
+    on.login(errors=kopf.ErrorsMode.IGNORED, registry=registry)(kopf.login_via_client)
+    on.startup(registry=registry)(configure)
+    on.cleanup(id="incident-queue", registry=registry)(incidents.stop_incident_queue)
+
+    # Incidents: every watch event offers the incident to the queue (handlers/incidents.py says why
+    # there are no change handlers, daemons or indexes on Incidents).
+    on.event(GROUP, VERSION, INCIDENTS, registry=registry)(incidents.incident_event)
+
+    # DetectionRules: validate on change (and wake the rule's daemon); one evaluating daemon per rule.
+    for register in (on.resume, on.create, on.update):
+        register(GROUP, VERSION, DETECTION_RULES, registry=registry)(detectionrules.rule_changed)
+    kopf.daemon(GROUP, VERSION, DETECTION_RULES, id="evaluator", cancellation_timeout=5, backoff=2.0,
+                registry=registry)(detectionrules.evaluator)
+
+    # EscalationPolicies: check on change, and every few minutes (a Secret may change on its own).
+    for register in (on.resume, on.create, on.update):
+        register(GROUP, VERSION, ESCALATION_POLICIES, registry=registry)(escalationpolicies.policy_changed)
+    kopf.timer(GROUP, VERSION, ESCALATION_POLICIES, interval=escalationpolicies.RECHECK_SECONDS,
+               initial_delay=escalationpolicies.RECHECK_SECONDS, idle=None,
+               registry=registry)(escalationpolicies.policy_recheck)
+    return registry
+
+
+async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
+    """Operator-level kopf settings, applied once at start-up (a startup handler)."""
+    # Keep kopf's own bookkeeping under our annotation prefix, not kopf.zalando.org.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key=KOPF_DIFFBASE_KEY)
+    settings.persistence.finalizer = KOPF_FINALIZER
+    # Only warnings from logs become Kubernetes Events; the timeline and our own
+    # kopf.event() calls carry the story. Avoids an Event per handler run.
+    settings.posting.level = logging.WARNING
+    # One replica with Recreate (see the chart); no peering objects needed.
+    settings.peering.standalone = True
+    # settings.queueing.worker_limit stays unset: kopf's per-object workers only hand events to our
+    # queues (Incidents: services/incident_queue.py) or spawn a rule's daemon, so they are short;
+    # the work itself is bounded there, and connections in adapters/connections.py.
+    # A hopeless object must not be retried forever at full speed.
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    # The watch-inactivity timeout added in kopf 1.44 (nolar/kopf#1120, #1267) stays at
+    # its default: it is what reconnects a silently dead watch.
+    logger.info(f"Operator configured: namespaces={list(memo.config.namespaces) or 'all'}")
+
+
+# -- /metrics ------------------------------------------------------------------------------------------
+
+async def start_metrics_server(context: OperatorContext) -> web.AppRunner:
+    """Serves the prometheus-client registry on ``config.metrics_port`` from the event loop.
+
+    Serving from the loop (not prometheus-client's thread) means the scrape-time gauges read the
+    incident book in the same thread that mutates it.
+    """
+    served = context.metrics
+
+    async def scrape(request: web.Request) -> web.Response:
+        served.flush()
+        encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(served.registry), headers={"Content-Type": content_type})
+
+    app = web.Application()
+    app.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host="0.0.0.0", port=context.config.metrics_port).start()
+    return runner
+
+
+# -- Alertmanager webhook receiver ---------------------------------------------------------------------
+
+async def start_alert_receiver(context: OperatorContext, settings: AlertSettings) -> web.AppRunner | None:
+    """Alertmanager webhooks (``alertmanager.enabled``): services/alerts.py writes the incidents."""
+    if not settings.enabled:
+        return None
+    from .adapters.alertmanager_receiver import TokenSource, start_receiver
+    from .services.alerts import AlertService
+
+    context.alerts = AlertService(settings, timeline_limit=context.config.timeline_limit)
+    return await start_receiver(settings, TokenSource(settings), context.alerts.handle)
