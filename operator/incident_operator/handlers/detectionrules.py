@@ -80,7 +80,7 @@ async def _evaluate_until_stopped(body: dict[str, Any], meta: dict[str, Any], me
     next_tick: float | None = None  # monotonic time of the next scheduled evaluation
     # Spread rules over their interval, as Prometheus offsets rule groups: a thousand rules that
     # all start together would otherwise evaluate in one burst every interval and queue up.
-    rule, _ = _validate(current)
+    rule, _ = _validate(body)
     if rule is not None:
         await sleep_until_woken(asyncio.Event(), stopped, _phase_offset(meta.get("uid") or meta["name"], rule.interval_s))
         current = None  # read fresh: a spec change meanwhile is taken as it is
