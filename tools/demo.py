@@ -28,8 +28,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..api import (API_VERSION, DETECTION_RULE_KIND, DETECTION_RULES, GROUP, INCIDENTS, INITIAL_STATE, PRIORITIES, VERSION,
-                   State)
+from incident_operator.api import (API_VERSION, DETECTION_RULE_KIND, DETECTION_RULES, GROUP, INCIDENTS, INITIAL_STATE,
+                                  PRIORITIES, VERSION, State)
 
 # Plain strings: the configuration below is written out as YAML.
 P1, P2, P3, P4 = (priority.value for priority in PRIORITIES)

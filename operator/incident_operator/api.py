@@ -135,7 +135,9 @@ DEFAULT_PRIORITY: Final = Priority.P3
 
 def priority_rank(priority: object) -> int:
     """1 for P1 .. 4 for P4, :data:`UNKNOWN_PRIORITY_RANK` for anything else."""
-    return PRIORITY_RANK.get(priority, UNKNOWN_PRIORITY_RANK) if isinstance(priority, str) else UNKNOWN_PRIORITY_RANK
+    if not isinstance(priority, str):
+        return UNKNOWN_PRIORITY_RANK
+    return PRIORITY_RANK.get(priority, UNKNOWN_PRIORITY_RANK)
 
 
 # -- sources and condition types ---------------------------------------------------------------------

@@ -13,12 +13,11 @@ from collections.abc import Hashable
 from typing import Any
 
 import kopf
-from aiohttp import web
-from prometheus_client import exposition
 
 from . import metrics
 from .adapters import kube
 from .adapters.connections import bound_unlimited_connectors
+from .adapters.metrics_server import start_metrics_server
 from .adapters.prometheus import PrometheusClient
 from .api import (DETECTION_RULES, ESCALATION_POLICIES, GROUP, INCIDENTS, KOPF_DIFFBASE_KEY, KOPF_FINALIZER,
                   KOPF_PREFIX, VERSION)
@@ -37,7 +36,9 @@ async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: 
     alert_settings = config.alertmanager_for(namespaces)
     bound_unlimited_connectors()  # adapters/connections.py: kopf's session has no connection limit
     context = build_context(config)
-    metrics_server = await start_metrics_server(context)
+    # Served from the event loop: the scrape-time gauges read the incident book in its own thread.
+    metrics_server = await start_metrics_server(context.metrics.registry, context.metrics.flush,
+                                                context.config.metrics_port)
     alert_receiver = await start_alert_receiver(context, alert_settings)
     try:
         await kopf.operator(
@@ -67,8 +68,6 @@ def build_context(config: OperatorConfig) -> OperatorContext:
         config=config,
         kube=kube,
         prometheus=PrometheusClient(max_connections=config.max_concurrent_evaluations * 2),
-        # Serving from the loop (below) means the scrape-time gauges read the incident book in the
-        # thread that mutates it.
         metrics=metrics.configure(new_series_delay=config.new_series_delay,
                                   max_escalation_level=config.deadlines.max_escalation_level,
                                   index_source=book.by_state),
@@ -112,7 +111,8 @@ def build_registry() -> kopf.OperatorRegistry:
     return registry
 
 
-async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, logger: kopf.Logger,
+                    **_: Any) -> None:
     """Operator-level kopf settings, applied once at start-up (a startup handler)."""
     # Keep kopf's own bookkeeping under our annotation prefix, not kopf.zalando.org.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
@@ -134,33 +134,11 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, logg
     logger.info(f"Operator configured: namespaces={list(memo.config.namespaces) or 'all'}")
 
 
-# -- /metrics ------------------------------------------------------------------------------------------
-
-async def start_metrics_server(context: OperatorContext) -> web.AppRunner:
-    """Serves the prometheus-client registry on ``config.metrics_port`` from the event loop.
-
-    Serving from the loop (not prometheus-client's thread) means the scrape-time gauges read the
-    incident book in the same thread that mutates it.
-    """
-    served = context.metrics
-
-    async def scrape(request: web.Request) -> web.Response:
-        served.flush()
-        encoder, content_type = exposition.choose_encoder(request.headers.get("Accept", ""))
-        return web.Response(body=encoder(served.registry), headers={"Content-Type": content_type})
-
-    app = web.Application()
-    app.router.add_get("/metrics", scrape)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host="0.0.0.0", port=context.config.metrics_port).start()
-    return runner
-
-
 # -- Alertmanager webhook receiver ---------------------------------------------------------------------
 
-async def start_alert_receiver(context: OperatorContext, settings: AlertSettings) -> web.AppRunner | None:
-    """Alertmanager webhooks (``alertmanager.enabled``): services/alerts.py writes the incidents."""
+async def start_alert_receiver(context: OperatorContext, settings: AlertSettings) -> Any:
+    """Alertmanager webhooks (``alertmanager.enabled``): services/alerts.py writes the incidents.
+    The receiver's runner (adapters/alertmanager_receiver.py), or None when disabled."""
     if not settings.enabled:
         return None
     from .adapters.alertmanager_receiver import TokenSource, start_receiver

@@ -110,7 +110,7 @@ def test_a_bad_new_series_delay_is_refused_at_load(value, message):
 
 
 def test_escalation_policies_section_is_typed_and_checked():
-    assert OperatorConfig.from_dict({"escalationPolicies": {"namespace": "oncall"}}).escalation_policies.namespace \
-        == "oncall"
+    config = OperatorConfig.from_dict({"escalationPolicies": {"namespace": "oncall"}})
+    assert config.escalation_policies.namespace == "oncall"
     with pytest.raises(ConfigError, match="escalationPolicies: unknown key"):
         OperatorConfig.from_dict({"escalationPolicies": {"namespaces": "oncall"}})

@@ -90,7 +90,9 @@ def test_drafts_configmap_name_is_unchanged(incident, expected):
     assert len(names.drafts_configmap_name(incident)) <= 253
 
 
-@pytest.mark.parametrize("number,expected", [(0, "0"), (1, "1"), (35, "z"), (36, "10"), (1772445600, "tb9ns0"), (-5, "0")])
+@pytest.mark.parametrize("number,expected", [
+    (0, "0"), (1, "1"), (35, "z"), (36, "10"), (1772445600, "tb9ns0"), (-5, "0"),
+])
 def test_base36(number, expected):
     assert names.base36(number) == expected
 

@@ -10,7 +10,6 @@ import yaml
 
 from incident_operator import names
 from incident_operator.cli import backtest, incidentctl
-from incident_operator.domain.detection import rules as dom
 from incident_operator.gitops.ruletest import START, expand_values, load_tests, parse_series, run_test
 
 REPO = Path(__file__).resolve().parents[2]

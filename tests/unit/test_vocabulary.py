@@ -85,7 +85,8 @@ def f():
     label = "incidents.buttercream.io/rule"
     return {"state": "Resolved", "p": f"{label}", "q": "P4"}
 '''
-    assert sorted(v for _, v in offending_literals(source)) == ["P4", "Resolved", "incidents.buttercream.io/rule"]
+    found = sorted(v for _, v in offending_literals(source))
+    assert found == ["P4", "Resolved", "incidents.buttercream.io/rule"]
 
 
 def test_states_and_priorities_are_the_crds_enums():

@@ -39,7 +39,8 @@ async def check(kube_api: Any, body: dict[str, Any], logger: kopf.Logger) -> Non
         "observedGeneration": generation,
         "levels": levels,
         "channels": channels,
-        "conditions": set_condition(status.get("conditions"), ConditionType.READY, not problems, reason, message,
+        "conditions": set_condition(status.get("conditions"), ConditionType.READY, not problems, reason,
+                                    message,
                                     datetime.now(timezone.utc), generation),
     })
     patch = status_patch(status, new)

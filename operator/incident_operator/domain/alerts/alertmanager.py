@@ -38,7 +38,7 @@ MAX_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_CORRELATION_WINDOW = "30m"
 DEFAULT_RECOVERY_WINDOW = "1h"
 MAX_ALERTS = 20  # the CRD bounds status.signal.alerts at 20 items
-DEFAULT_PRIORITIES = {
+DEFAULT_PRIORITIES: dict[str, str] = {
     "critical": Priority.P1,
     "error": Priority.P2,
     "high": Priority.P2,

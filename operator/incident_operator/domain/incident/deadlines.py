@@ -218,9 +218,12 @@ class DeadlineRule:
 
 # ---------------------------------------------------------------------------------------- policy
 
-_DEFAULT_RESPONSE = {Priority.P1: "5m", Priority.P2: "30m", Priority.P3: "2h", Priority.P4: "nextBusinessDay"}
-_DEFAULT_RESOLUTION = {Priority.P1: "4h", Priority.P2: "8h", Priority.P3: "3bd", Priority.P4: "5bd"}
-_DEFAULT_ESCALATION_INTERVAL = {Priority.P1: "5m", Priority.P2: "15m", Priority.P3: "30m", Priority.P4: "4h"}
+_DEFAULT_RESPONSE: dict[str, str] = {
+    Priority.P1: "5m", Priority.P2: "30m", Priority.P3: "2h", Priority.P4: "nextBusinessDay"}
+_DEFAULT_RESOLUTION: dict[str, str] = {
+    Priority.P1: "4h", Priority.P2: "8h", Priority.P3: "3bd", Priority.P4: "5bd"}
+_DEFAULT_ESCALATION_INTERVAL: dict[str, str] = {
+    Priority.P1: "5m", Priority.P2: "15m", Priority.P3: "30m", Priority.P4: "4h"}
 DEFAULT_MAX_ESCALATION_LEVEL = 3
 
 

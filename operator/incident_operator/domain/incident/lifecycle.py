@@ -24,7 +24,7 @@ from .review import open_action_items, review_missing, review_required
 from .timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
 from ..common.timeutil import format_time, format_time_precise, parse_time
 
-STAMP_FIELD = {
+STAMP_FIELD: dict[str, str] = {
     State.ACKNOWLEDGED: "acknowledgedAt",
     State.INVESTIGATING: "investigatingAt",
     State.MITIGATED: "mitigatedAt",
@@ -32,7 +32,7 @@ STAMP_FIELD = {
     State.CLOSED: "closedAt",
 }
 # PagerDuty webhook v3 vocabulary for outbound events.
-STATE_EVENT = {
+STATE_EVENT: dict[str, str] = {
     State.ACKNOWLEDGED: "incident.acknowledged",
     State.INVESTIGATING: "incident.investigating",
     State.MITIGATED: "incident.mitigated",

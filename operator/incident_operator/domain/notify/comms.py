@@ -37,7 +37,7 @@ KINDS = ("status-update", "resolution", "follow-up")
 PUBLIC_STATES = ("investigating", "identified", "monitoring", "resolved")
 PUBLIC_STATE_LABELS = {s: s.capitalize() for s in PUBLIC_STATES}
 # Statuspage impact_override from our priority.
-IMPACT = {Priority.P1: "critical", Priority.P2: "major", Priority.P3: "minor", Priority.P4: "none"}
+IMPACT: dict[str, str] = {Priority.P1: "critical", Priority.P2: "major", Priority.P3: "minor", Priority.P4: "none"}
 MAX_OUTPUT = 20_000
 MAX_ARGUMENT = 100_000
 MAX_EXPONENT = 100
