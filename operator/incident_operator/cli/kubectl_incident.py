@@ -29,6 +29,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, Sequence
+from ..domain.common.timeutil import time_or_none
 
 from ..api import GROUP, INCIDENTS as PLURAL, INITIAL_STATE, RULE_LABEL, VERSION, Priority, State, is_at_least
 
@@ -202,16 +203,6 @@ def _call(fn, namespace: str, name: str | None, action: str):
 
 # -- formatting ------------------------------------------------------------------------------------------
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def short_duration(seconds: float) -> str:
     """kubectl's style: 45s, 12m, 3h5m, 2d4h."""
     seconds = int(max(seconds, 0))
@@ -232,7 +223,7 @@ def response_text(incident: dict[str, Any], now: datetime) -> tuple[str, str | N
     spec, status = incident.get("spec") or {}, incident.get("status") or {}
     if is_at_least(spec.get("state"), State.ACKNOWLEDGED):
         return "—", None
-    deadline = _parse_time(status.get("responseDeadline"))
+    deadline = time_or_none(status.get("responseDeadline"))
     if deadline is None:
         return "—", None
     left = (deadline - now).total_seconds()
@@ -273,7 +264,7 @@ def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespac
         priority = status.get("priority") or spec.get("priority") or "—"
         response, style = response_text(incident, now)
         level = int((status.get("escalation") or {}).get("level") or 0)
-        created = _parse_time(meta.get("creationTimestamp"))
+        created = time_or_none(meta.get("creationTimestamp"))
         row = [
             meta.get("name", ""),
             Text(priority, style=PRIORITY_STYLE.get(priority, "")),

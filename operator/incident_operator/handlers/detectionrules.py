@@ -20,7 +20,7 @@ from ..context import OperatorContext
 from .waiting import sleep_until_woken
 from ..domain.detection import rules as dom
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import status_patch
+from ..domain.common.status import status_patch
 from ..services import detection as engine
 
 

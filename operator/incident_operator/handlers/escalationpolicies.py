@@ -16,7 +16,7 @@ from ..adapters import kube, notify
 from ..api import ESCALATION_POLICIES as PLURAL, ConditionType
 from ..context import OperatorContext
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import status_patch
+from ..domain.common.status import status_patch
 
 RECHECK_SECONDS = 300
 

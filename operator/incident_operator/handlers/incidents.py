@@ -21,7 +21,7 @@ echo costs one pure reconcile and no write.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Hashable
 
 import kopf
@@ -29,7 +29,9 @@ import kopf
 from ..adapters import kube
 from ..api import INCIDENTS as PLURAL
 from ..context import OperatorContext
-from ..domain.incident.lifecycle import Outcome, reconcile_incident, status_patch
+from ..domain.common.status import status_patch
+from ..domain.common.timeutil import utcnow
+from ..domain.incident.lifecycle import Outcome, reconcile_incident
 
 MAX_CONFLICT_RETRIES = 8
 # asyncio may wake a hair early; a due time is never acted on before it is reached.
@@ -43,10 +45,6 @@ log = logging.getLogger(__name__)
 
 class StillChanging(RuntimeError):
     """Every status write conflicted with a newer version of the incident."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _ObjectLogger(logging.LoggerAdapter):

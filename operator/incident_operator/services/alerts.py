@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from ..adapters import kube
@@ -35,7 +35,7 @@ from ..api import (DETECTED_AT_ANNOTATION, FINGERPRINT_LABEL, INITIAL_STATE, OPE
 from ..domain.alerts import alertmanager as dom
 from ..domain.common.durations import format_duration
 from ..domain.incident.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
-from ..domain.common.timeutil import format_time, parse_time
+from ..domain.common.timeutil import format_time, parse_time, utcnow
 from ..names import alert_group_label, alert_incident_name, truncated_label_value
 
 log = logging.getLogger(__name__)
@@ -43,10 +43,6 @@ AUTO_OWNER = "alertmanager"
 MAX_RETRIES = 8
 ACTOR = "alertmanager"
 WRITE_LOCK = asyncio.Lock()
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass

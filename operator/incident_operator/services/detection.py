@@ -29,15 +29,14 @@ from ..api import (API_VERSION, DETECTED_AT_ANNOTATION, FINGERPRINT_LABEL, INCID
 from ..config import OperatorConfig
 from ..domain.detection import rules as dom
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import status_patch
-from ..domain.common.timeutil import format_time, format_time_precise, parse_time
+from ..domain.common.status import status_patch
+from ..domain.common.timeutil import format_time, format_time_precise, utcnow
 from ..names import label_value, rule_episode_of, rule_fingerprint, rule_incident_name, truncated_label_value
 from . import alerts as correlation
 from .incident_book import IncidentBook, detected_summary
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
-MAX_HISTORY_POINTS = 300
 
 
 @dataclass
@@ -45,10 +44,6 @@ class EvaluationResult:
     rule_body: dict[str, Any] | None
     duration: float
     error: PrometheusError | None = None
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> Endpoint:
@@ -107,7 +102,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     try:
         endpoint = await endpoint_for(rule_body, config)
         async with semaphore:
-            points = min(max(rule.history_points, 30), MAX_HISTORY_POINTS)
+            points = rule.fetched_history_points
             step = rule.step_s
             # The value now and the history before it (for the detector and startedAt) in parallel: one
             # round trip less between the evaluation tick and the incident. When nothing matches, the
@@ -383,8 +378,3 @@ async def _write_signal(incident: dict[str, Any], signal: dict[str, Any]) -> Non
             incident = await kube.get_object(kube.INCIDENTS, meta["namespace"], meta["name"])
             if incident is None:
                 raise kube.NotFound(meta["name"])
-
-
-def parse_time_epoch(value: str | None) -> float | None:
-    moment = parse_time(value) if value else None
-    return moment.timestamp() if moment else None

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import random
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -34,17 +34,13 @@ from ..api import INCIDENT_LABEL, INITIAL_STATE, State, is_at_least
 from ..config import OperatorConfig
 from ..domain.notify import comms, handoff
 from ..domain.notify import book as book_ops
-from ..domain.common.timeutil import format_time
+from ..domain.common.timeutil import format_time, utcnow
 from ..names import drafts_configmap_name, fits_label_value
 
 log = logging.getLogger(__name__)
 INCIDENTS = kube.INCIDENTS
 MAX_CONFLICT_RETRIES = 8
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def operator_namespace() -> str | None:
