@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Hashable
 from typing import Any
 
 import kopf
 
 from . import metrics
-from .adapters import kube
-from .adapters.connections import bound_unlimited_connectors
+from .adapters.connections import login_with_bounded_connections
+from .adapters.kube import KubeClient
 from .adapters.metrics_server import start_metrics_server
 from .adapters.prometheus import PrometheusClient
 from .api import (DETECTION_RULES, ESCALATION_POLICIES, GROUP, INCIDENTS, KOPF_DIFFBASE_KEY, KOPF_FINALIZER,
@@ -25,16 +24,16 @@ from .config import OperatorConfig
 from .context import OperatorContext
 from .domain.alerts.alertmanager import AlertSettings
 from .handlers import detectionrules, escalationpolicies, incidents
-from .services.detection import SeasonalCache
+from .services.correlation import Correlator
+from .services.detection import Detection, SeasonalCache
 from .services.incident_book import IncidentBook
-from .services.incident_queue import IncidentQueue
+from .services.incidents import IncidentService
 from .services.notifier import Notifier
 
 
 async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: str) -> None:
     """Runs the operator until kopf stops; raises ConfigError before starting anything on a bad setting."""
     alert_settings = config.alertmanager_for(namespaces)
-    bound_unlimited_connectors()  # adapters/connections.py: kopf's session has no connection limit
     context = build_context(config)
     # Served from the event loop: the scrape-time gauges read the incident book in its own thread.
     metrics_server = await start_metrics_server(context.metrics.registry, context.metrics.flush,
@@ -50,8 +49,9 @@ async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: 
             memo=context,
         )
     finally:
-        await context.notifier.close()
+        await context.incidents.queue.stop()
         await context.prometheus.close()
+        context.kube.close()
         await metrics_server.cleanup()
         if alert_receiver is not None:
             await alert_receiver.cleanup()
@@ -59,26 +59,28 @@ async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: 
 
 def build_context(config: OperatorConfig) -> OperatorContext:
     """The one context of the process (call it in the running event loop)."""
+    api = KubeClient()
     book = IncidentBook()
-
-    async def process(key: Hashable, body: dict[str, Any] | None) -> float | None:
-        return await incidents.process_incident(context, key, body)
-
-    context = OperatorContext(
+    prometheus = PrometheusClient(max_connections=config.max_concurrent_evaluations * 2)
+    correlator = Correlator(api, config)
+    notifier = Notifier(api, config)
+    return OperatorContext(
         config=config,
-        kube=kube,
-        prometheus=PrometheusClient(max_connections=config.max_concurrent_evaluations * 2),
+        kube=api,
+        prometheus=prometheus,
         metrics=metrics.configure(new_series_delay=config.new_series_delay,
                                   max_escalation_level=config.deadlines.max_escalation_level,
                                   index_source=book.by_state),
         incident_book=book,
+        correlator=correlator,
+        detection=Detection(
+            kube=api, config=config, prometheus=prometheus, correlator=correlator,
+            slots=asyncio.Semaphore(config.max_concurrent_evaluations),  # across all rules
+            incident_book=book, seasonal_cache=SeasonalCache()),
+        notifier=notifier,
         # One queue for all incidents, ready before the watch delivers anything.
-        incident_queue=IncidentQueue(process, concurrency=incidents.SYNC_CONCURRENCY),
-        notifier=Notifier(config),
-        evaluation_slots=asyncio.Semaphore(config.max_concurrent_evaluations),
-        seasonal_cache=SeasonalCache(),
+        incidents=IncidentService(api, config.lifecycle, notifier=notifier, post_event=kopf.event),
     )
-    return context
 
 
 def build_registry() -> kopf.OperatorRegistry:
@@ -86,9 +88,8 @@ def build_registry() -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
     on = kopf.on
 
-    # Credentials as kopf's default registry finds them: the kubernetes client's (in-cluster, else
-    # the kubeconfig). A registry of our own has no fallback login otherwise.
-    on.login(errors=kopf.ErrorsMode.IGNORED, registry=registry)(kopf.login_via_client)
+    # kopf's own API session with a bounded connection pool (adapters/connections.py says why).
+    on.login(id="bounded-connections", registry=registry)(login_with_bounded_connections)
     on.startup(registry=registry)(configure)
     on.cleanup(id="incident-queue", registry=registry)(incidents.stop_incident_queue)
 
@@ -144,5 +145,7 @@ async def start_alert_receiver(context: OperatorContext, settings: AlertSettings
     from .adapters.alertmanager_receiver import TokenSource, start_receiver
     from .services.alerts import AlertService
 
-    context.alerts = AlertService(settings, timeline_limit=context.config.timeline_limit)
-    return await start_receiver(settings, TokenSource(settings), context.alerts.handle)
+    context.alerts = AlertService(context.kube, settings, context.correlator,
+                                  timeline_limit=context.config.timeline_limit)
+    return await start_receiver(settings, TokenSource(settings, read_secret=context.kube.read_secret_key),
+                                context.alerts.handle)

@@ -12,17 +12,19 @@ import asyncio
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .config import OperatorConfig
 
 if TYPE_CHECKING:
+    from .adapters.kube import KubeClient
     from .adapters.prometheus import PrometheusClient
     from .metrics import IncidentMetrics
     from .services.alerts import AlertService
-    from .services.detection import SeasonalCache
+    from .services.correlation import Correlator
+    from .services.detection import Detection
     from .services.incident_book import IncidentBook
-    from .services.incident_queue import IncidentQueue
+    from .services.incidents import IncidentService
     from .services.notifier import Notifier
 
 
@@ -63,23 +65,22 @@ class OperatorContext:
     """The operator's shared services; one per process (app.py builds it before kopf starts)."""
 
     config: OperatorConfig
-    # The Kubernetes API the handlers read and write through: the adapters/kube.py module (its
-    # functions are the API; a class with the same methods can stand in for it).
-    kube: Any
+    # The one Kubernetes client (adapters/kube.py: the write policy).
+    kube: KubeClient
     # Prometheus queries of the DetectionRules (bounded connections).
     prometheus: PrometheusClient
     # The process's metrics, served on /metrics.
     metrics: IncidentMetrics
     # What the operator knows of every incident, from the Incident watch (scrape-time gauges, detection).
     incident_book: IncidentBook
-    # One idempotent sync per incident at a time, aimed at each incident's next due time.
-    incident_queue: IncidentQueue
-    # Delivers hand-off notifications and publishes customer drafts.
+    # Alerts and ticket spikes of one service meet here (one lock for both paths).
+    correlator: Correlator
+    # What rule evaluations use: the evaluation slots across all rules, the seasonal cache.
+    detection: Detection
+    # Delivers hand-off notifications and publishes customer drafts, driven by the incident queue.
     notifier: Notifier
-    # Bounded concurrency of rule evaluations across all rules.
-    evaluation_slots: asyncio.Semaphore
-    # Seasonal reference windows of baseline rules, fetched once per step (bounded LRU).
-    seasonal_cache: SeasonalCache
+    # The incident queue and the sync it runs for each incident (services/incidents.py).
+    incidents: IncidentService
     # Alertmanager webhooks (``alertmanager.enabled``): writes the incidents; None when disabled.
     alerts: AlertService | None = None
     # The running rule daemons' wake-ups.

@@ -66,7 +66,7 @@ def _handlers(registry: kopf.OperatorRegistry) -> set[tuple[str, str | None, str
 def test_every_handler_is_registered_in_app():
     names = {(fn, plural) for fn, plural, _ in _handlers(app.build_registry())}
     assert names == {
-        ("login_via_client", None), ("configure", None), ("stop_incident_queue", None),
+        ("login_with_bounded_connections", None), ("configure", None), ("stop_incident_queue", None),
         ("incident_event", api.INCIDENTS),
         ("rule_changed", api.DETECTION_RULES), ("evaluator", api.DETECTION_RULES),
         ("policy_changed", api.ESCALATION_POLICIES), ("policy_recheck", api.ESCALATION_POLICIES),

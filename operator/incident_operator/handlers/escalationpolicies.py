@@ -13,19 +13,17 @@ from typing import Any
 import kopf
 
 from ..adapters import kube, notify
-from ..api import ESCALATION_POLICIES as PLURAL, ConditionType
+from ..api import ESCALATION_POLICIES as PLURAL
 from ..context import OperatorContext
-from ..domain.common.conditions import set_condition
-from ..domain.common.status import status_patch
+from ..services.status import write_ready
+from .retries import api_failures_for_kopf
 
 RECHECK_SECONDS = 300
 
 
-async def check(kube_api: Any, body: dict[str, Any], logger: kopf.Logger) -> None:
+async def check(api: kube.KubeApi, body: dict[str, Any], logger: kopf.Logger) -> None:
     meta = body["metadata"]
-    status = dict(body.get("status") or {})
-    generation = meta.get("generation")
-    problems, channels = await notify.check_policy(body)
+    problems, channels = await notify.check_policy(api, body)
     levels = len((body.get("spec") or {}).get("levels") or [])
     if problems:
         message = f"{len(problems)} of {channels} channel(s) cannot be used: " + "; ".join(problems)
@@ -34,28 +32,17 @@ async def check(kube_api: Any, body: dict[str, Any], logger: kopf.Logger) -> Non
     else:
         message = f"{levels} level(s), {channels} channel(s); every Secret holds a valid Apprise URL"
         reason = "Valid"
-    new = dict(status)
-    new.update({
-        "observedGeneration": generation,
-        "levels": levels,
-        "channels": channels,
-        "conditions": set_condition(status.get("conditions"), ConditionType.READY, not problems, reason,
-                                    message,
-                                    datetime.now(timezone.utc), generation),
-    })
-    patch = status_patch(status, new)
-    if patch:
-        try:
-            await kube_api.patch_status(PLURAL, meta["namespace"], meta["name"], patch, None)
-        except kube.NotFound:
-            pass
+    await write_ready(api, PLURAL, body, not problems, reason, message, datetime.now(timezone.utc),
+                      levels=levels, channels=channels)
 
 
 async def policy_changed(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
     """On create, update and resume."""
-    await check(memo.kube, dict(body), logger)
+    with api_failures_for_kopf():
+        await check(memo.kube, dict(body), logger)
 
 
 async def policy_recheck(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
     """Every :data:`RECHECK_SECONDS`: a Secret may change without the policy changing."""
-    await check(memo.kube, dict(body), logger)
+    with api_failures_for_kopf():
+        await check(memo.kube, dict(body), logger)
