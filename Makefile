@@ -29,7 +29,7 @@ venv: $(VENV)/.installed ## Create the virtualenv and install the project with i
 
 # mypy --strict covers the typed core: whichever of these exist.
 MYPY_PATHS := $(wildcard operator/incident_operator/domain operator/incident_operator/api.py \
-                         operator/incident_operator/context.py)
+                         operator/incident_operator/context.py operator/incident_operator/names.py)
 
 .PHONY: lint
 lint: venv ## ruff, the import contracts of .importlinter, mypy --strict on domain/, api.py, context.py

@@ -28,15 +28,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-GROUP, VERSION = "incidents.buttercream.io", "v1alpha1"
+from incident_operator.api import (API_VERSION, DETECTION_RULE_KIND, DETECTION_RULES, GROUP, INCIDENTS, INITIAL_STATE,
+                                  PRIORITIES, VERSION, State)
+
+# Plain strings: the configuration below is written out as YAML.
+P1, P2, P3, P4 = (priority.value for priority in PRIORITIES)
 NAMESPACE = "demo"
 BOT = "demo-oncall"
 
 # The demo's operator configuration: deadlines of seconds so escalation shows within a minute.
 DEMO_CONFIG: dict[str, Any] = {
     "deadlines": {
-        "response": {"P1": "20s", "P2": "30s", "P3": "45s", "P4": "90s"},
-        "escalationInterval": {"P1": "10s", "P2": "15s", "P3": "20s", "P4": "60s"},
+        "response": {P1: "20s", P2: "30s", P3: "45s", P4: "90s"},
+        "escalationInterval": {P1: "10s", P2: "15s", P3: "20s", P4: "60s"},
         "maxEscalationLevel": 3,
     },
 }
@@ -44,21 +48,21 @@ DEMO_CONFIG: dict[str, Any] = {
 # manifests/examples/detectionrule-login.yaml and detectionrule-baseline.yaml, with demo timings:
 # "15 tickets in 30 seconds" instead of 10 minutes, evaluated every 2 seconds.
 LOGIN_RULE: dict[str, Any] = {
-    "apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule",
+    "apiVersion": API_VERSION, "kind": DETECTION_RULE_KIND,
     "metadata": {"name": "login-spike", "namespace": NAMESPACE},
     "spec": {
         "query": 'sum by (topic) (increase(support_tickets_created_total{topic="login"}[30s]))',
         "interval": "2s", "for": "4s", "cooldown": "20s", "recoveryWindow": "1m",
         "groupLabels": ["topic"],
         "detector": {"type": "threshold", "threshold": {"value": 15}},
-        "priority": {"default": "P3", "bands": [{"minValue": 50, "priority": "P1"},
-                                                {"minValue": 25, "priority": "P2"}]},
+        "priority": {"default": P3, "bands": [{"minValue": 50, "priority": P1},
+                                            {"minValue": 25, "priority": P2}]},
         "incident": {"title": "Spike of {{ labels.topic }} tickets: {{ value | round | int }} in 30 seconds",
                      "service": "auth", "team": "identity"},
     },
 }
 BASELINE_RULE: dict[str, Any] = {
-    "apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule",
+    "apiVersion": API_VERSION, "kind": DETECTION_RULE_KIND,
     "metadata": {"name": "ticket-topics-baseline", "namespace": NAMESPACE},
     "spec": {
         "query": 'sum by (topic) (increase(support_tickets_created_total{topic!="login"}[3s]))',
@@ -66,8 +70,8 @@ BASELINE_RULE: dict[str, Any] = {
         "groupLabels": ["topic"],
         "detector": {"type": "baseline", "baseline": {
             "step": "3s", "windowPoints": 3, "trailingPoints": 60, "seasonalDays": 0, "minReferencePoints": 20}},
-        "priority": {"default": "P3", "bands": [{"minValue": 60, "priority": "P1"},
-                                                {"minValue": 30, "priority": "P2"}]},
+        "priority": {"default": P3, "bands": [{"minValue": 60, "priority": P1},
+                                            {"minValue": 30, "priority": P2}]},
         "incident": {"title": "Unusual number of {{ labels.topic }} tickets: {{ value | round | int }} in 9s "
                               "(normally {{ baseline | round | int }})",
                      "service": "{{ labels.topic }}", "team": "support"},
@@ -140,31 +144,31 @@ class Responder:
             if detected is None:
                 continue
             age = (now - detected).total_seconds()
-            state = spec.get("state") or "Triggered"
+            state = spec.get("state") or INITIAL_STATE
             round_ = int(status.get("reopenCount") or 0)
             level = int((status.get("escalation") or {}).get("level") or 0)
-            priority = status.get("priority") or spec.get("priority") or "P3"
+            priority = status.get("priority") or spec.get("priority") or P3
             since = _time(status.get("lastReopenedAt")) or detected
-            if state == "Triggered":
+            if state == State.TRIGGERED:
                 if self.attentive(name) and age >= 10:
-                    self._patch(name, round_, {"state": "Acknowledged", "owner": BOT}, "acknowledged")
+                    self._patch(name, round_, {"state": State.ACKNOWLEDGED, "owner": BOT}, "acknowledged")
                 elif not self.attentive(name) and level >= 2:
-                    self._patch(name, round_, {"state": "Acknowledged", "owner": "demo-escalation"},
+                    self._patch(name, round_, {"state": State.ACKNOWLEDGED, "owner": "demo-escalation"},
                                 f"acknowledged (after escalation to level {level})")
-            elif state in ("Acknowledged", "Investigating"):
+            elif state in (State.ACKNOWLEDGED, State.INVESTIGATING):
                 acked = max(_time(status.get("acknowledgedAt")) or detected, since)
                 if (now - acked).total_seconds() >= 20:
-                    self._patch(name, round_, {"state": "Mitigated"}, "mitigated")
-            elif state == "Mitigated":
+                    self._patch(name, round_, {"state": State.MITIGATED}, "mitigated")
+            elif state == State.MITIGATED:
                 mitigated = _time(status.get("mitigatedAt")) or detected
                 if (now - mitigated).total_seconds() >= 15:
-                    self._patch(name, round_, {"state": "Resolved", "resolution": "Rolled back the faulty release."},
+                    self._patch(name, round_, {"state": State.RESOLVED, "resolution": "Rolled back the faulty release."},
                                 "resolved")
-            elif state == "Resolved":
+            elif state == State.RESOLVED:
                 resolved = _time(status.get("resolvedAt")) or detected
                 if (now - resolved).total_seconds() >= 45:
-                    patch: dict[str, Any] = {"state": "Closed"}
-                    if priority in ("P1", "P2"):
+                    patch: dict[str, Any] = {"state": State.CLOSED}
+                    if priority in (P1, P2):
                         patch["review"] = {
                             "timelineNotes": "Spike detected from support tickets; see the automatic timeline.",
                             "rootCause": "A faulty release (simulated).",
@@ -184,7 +188,7 @@ class Responder:
 
         try:
             client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
-                GROUP, VERSION, NAMESPACE, "incidents", name, {"spec": spec})
+                GROUP, VERSION, NAMESPACE, INCIDENTS, name, {"spec": spec})
             who = spec.get("owner") or self.owners.get(name) or BOT
             self.owners[name] = who
             self.log(f"{who} {what} {name}", "responder")
@@ -235,7 +239,7 @@ class Screen:
         for incident in incidents:
             name = incident["metadata"]["name"]
             spec, status = incident.get("spec") or {}, incident.get("status") or {}
-            now = {"state": spec.get("state") or "Triggered", "priority": status.get("priority"),
+            now = {"state": spec.get("state") or INITIAL_STATE, "priority": status.get("priority"),
                    "level": int((status.get("escalation") or {}).get("level") or 0),
                    "reopens": int(status.get("reopenCount") or 0)}
             before = self._known.get(name)
@@ -451,8 +455,8 @@ def _loop(api, screen: Screen, responder: Responder, deadline: float | None, ref
     objects = client.CustomObjectsApi(api)
     while deadline is None or time.monotonic() < deadline:
         try:
-            incidents = objects.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "incidents")["items"]
-            rules = objects.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "detectionrules")["items"]
+            incidents = objects.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, INCIDENTS)["items"]
+            rules = objects.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, DETECTION_RULES)["items"]
         except Exception as error:  # noqa: BLE001 - keep showing; say what went wrong
             screen.log(f"cannot list objects: {type(error).__name__}", "warn")
             time.sleep(1)
@@ -501,7 +505,7 @@ def _apply_rules(api, screen: Screen) -> list[str]:
     applied = []
     for rule in (LOGIN_RULE, BASELINE_RULE):
         try:
-            objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, "detectionrules", rule)
+            objects.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, DETECTION_RULES, rule)
             applied.append(rule["metadata"]["name"])
         except ApiException as error:
             try:

@@ -33,18 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"incident-operator: {error}", file=sys.stderr)
         return 2
-    # Registers the handlers with kopf's default registry.
-    from . import handlers  # noqa: F401
-    from .handlers import detectionrules, incidents, startup  # noqa: F401
-    from . import runtime
+    from . import app
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     namespaces = tuple(args.namespace) or config.namespaces
     liveness = args.liveness or f"http://0.0.0.0:{config.health_port}/healthz"
-    memo = kopf.Memo(config=config)
     try:
-        asyncio.run(runtime.run(config, memo, namespaces=namespaces, liveness=liveness))
+        asyncio.run(app.run(config, namespaces=namespaces, liveness=liveness))
+    except ConfigError as error:  # a setting only judged at start-up (the watched namespaces)
+        print(f"incident-operator: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         pass
     return 0

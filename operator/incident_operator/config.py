@@ -14,6 +14,9 @@ from typing import Any, Mapping
 
 import yaml
 
+from .domain.alerts.alertmanager import AlertSettings, InvalidSettings, parse_settings as parse_alertmanager_settings
+from .domain.alerts.alertmanager import with_fallback_namespace
+from .domain.common.durations import parse_duration
 from .domain.incident.calendar import BusinessCalendar
 from .domain.incident.deadlines import DeadlinePolicy
 from .domain.incident.lifecycle import LifecycleSettings
@@ -21,6 +24,8 @@ from .domain.notify.book import DeliverySettings
 from .domain.incident.timeline import DEFAULT_TIMELINE_LIMIT
 
 CONFIG_ENV = "INCIDENT_OPERATOR_CONFIG"
+# Keep above the Prometheus scrape interval: see metrics.py (a new series is exposed at 0 first).
+DEFAULT_NEW_SERIES_DELAY = 90.0
 KNOWN_KEYS = {
     "namespaces", "prometheus", "calendar", "deadlines", "timelineLimit", "metrics", "health",
     "detection", "notifications", "templates", "grafana", "alertmanager", "escalationPolicies",
@@ -42,27 +47,49 @@ class PrometheusConfig:
 
 
 @dataclass(frozen=True)
+class EscalationPoliciesConfig:
+    namespace: str | None = None  # shared EscalationPolicies, looked up after the incident's namespace
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
+    """The whole configuration file, parsed once (:meth:`from_dict`); nothing reads the YAML again."""
+
     namespaces: tuple[str, ...] = ()
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     calendar: BusinessCalendar = field(default_factory=lambda: BusinessCalendar.from_dict({}))
     deadlines: DeadlinePolicy = field(default_factory=lambda: DeadlinePolicy.from_dict({}))
     timeline_limit: int = DEFAULT_TIMELINE_LIMIT
     metrics_port: int = 8080
+    new_series_delay: float = DEFAULT_NEW_SERIES_DELAY  # metrics.newSeriesDelay, seconds
     health_port: int = 8081
     max_concurrent_evaluations: int = 16
-    notifications: Mapping[str, Any] = field(default_factory=dict)
     delivery: DeliverySettings = field(default_factory=DeliverySettings)  # parsed `notifications`
     templates_configmap: str | None = None
     templates_namespace: str | None = None  # where templates.configMap is looked up after the incident's namespace
     grafana_url: str | None = None
-    alertmanager: Mapping[str, Any] = field(default_factory=dict)
-    escalation_policies: Mapping[str, Any] = field(default_factory=dict)
-    raw: Mapping[str, Any] = field(default_factory=dict)
+    # Parsed ``alertmanager``; its namespace may still be unset (see :meth:`alertmanager_for`).
+    alertmanager: AlertSettings = field(default_factory=AlertSettings)
+    escalation_policies: EscalationPoliciesConfig = field(default_factory=EscalationPoliciesConfig)
 
     @property
     def lifecycle(self) -> LifecycleSettings:
         return LifecycleSettings(calendar=self.calendar, policy=self.deadlines, timeline_limit=self.timeline_limit)
+
+    def alertmanager_for(self, namespaces: tuple[str, ...]) -> AlertSettings:
+        """The ``alertmanager`` settings, with the incidents' namespace checked against the watched ones.
+
+        Known only at start-up: ``--namespace`` may narrow the watched namespaces, and a single watched
+        namespace is the incidents' namespace when ``alertmanager.namespace`` is not set.
+        """
+        try:
+            settings = with_fallback_namespace(self.alertmanager, namespaces[0] if len(namespaces) == 1 else None)
+        except InvalidSettings as error:
+            raise ConfigError(str(error)) from None
+        if settings.enabled and namespaces and settings.namespace not in namespaces:
+            raise ConfigError(f"alertmanager.namespace {settings.namespace!r} is not watched by this operator "
+                              f"(namespaces: {', '.join(namespaces)}); its incidents would never be reconciled")
+        return settings
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "OperatorConfig":
@@ -85,32 +112,42 @@ class OperatorConfig:
             if not 1 <= timeline_limit <= 100:
                 raise ConfigError("timelineLimit must be between 1 and 100 (the CRD bounds status.timeline)")
             detection = dict(data.get("detection") or {})
-            # Refuse a bad ``alertmanager`` block at load time (the namespace is checked at start-up).
-            from .domain.alerts.alertmanager import parse_settings as parse_alertmanager_settings
-
-            parse_alertmanager_settings(data.get("alertmanager") or {}, require_namespace=False)
+            metrics = dict(data.get("metrics") or {})
+            # A bad ``alertmanager`` block is refused at load time (the namespace is checked at start-up).
+            alertmanager = parse_alertmanager_settings(data.get("alertmanager") or {}, require_namespace=False)
             return cls(
                 namespaces=tuple(data.get("namespaces") or ()),
                 prometheus=prometheus,
                 calendar=BusinessCalendar.from_dict(data.get("calendar") or {}),
                 deadlines=DeadlinePolicy.from_dict(data.get("deadlines") or {}),
                 timeline_limit=timeline_limit,
-                metrics_port=int((data.get("metrics") or {}).get("port", 8080)),
+                metrics_port=int(metrics.get("port", 8080)),
+                new_series_delay=_new_series_delay(metrics.get("newSeriesDelay", DEFAULT_NEW_SERIES_DELAY)),
                 health_port=int((data.get("health") or {}).get("port", 8081)),
                 max_concurrent_evaluations=int(detection.get("maxConcurrentEvaluations", 16)),
-                notifications=dict(data.get("notifications") or {}),
                 delivery=DeliverySettings.from_dict(data.get("notifications")),
                 templates_configmap=_checked(data, "templates", ("configMap", "namespace")).get("configMap"),
                 templates_namespace=(data.get("templates") or {}).get("namespace"),
                 grafana_url=(data.get("grafana") or {}).get("url"),
-                alertmanager=dict(data.get("alertmanager") or {}),
-                escalation_policies=_checked(data, "escalationPolicies", ("namespace",)),
-                raw=data,
+                alertmanager=alertmanager,
+                escalation_policies=EscalationPoliciesConfig(
+                    **{"namespace": _checked(data, "escalationPolicies", ("namespace",)).get("namespace")}),
             )
         except ConfigError:
             raise
         except (TypeError, ValueError) as error:
             raise ConfigError(f"invalid operator configuration: {error}") from error
+
+
+def _new_series_delay(value: Any) -> float:
+    """``metrics.newSeriesDelay`` ("90s", or seconds): keep above the Prometheus scrape interval."""
+    try:
+        seconds = parse_duration(value) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"metrics.newSeriesDelay: {error}") from None
+    if seconds < 0:
+        raise ConfigError("metrics.newSeriesDelay must not be negative")
+    return seconds
 
 
 def _checked(data: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> dict[str, Any]:

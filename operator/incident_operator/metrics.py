@@ -42,12 +42,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .api import INITIAL_STATE, NOT_CLOSED, PRIORITIES, SOURCES, Source, State
+from .config import DEFAULT_NEW_SERIES_DELAY
 from .domain.common.timeutil import epoch_or_none
 from .domain.incident.priority import effective_priority
 
-PRIORITIES = ("P1", "P2", "P3", "P4")
-OPEN_STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated", "Resolved")
-SOURCES = ("Manual", "DetectionRule", "Alertmanager")
 NO_SERVICE = "unspecified"
 UNKNOWN = "unknown"
 
@@ -58,7 +57,6 @@ CSAT_BUCKETS = (1, 2, 3, 4, 5)
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # PrometheusError reasons (adapters/prometheus.py); anything else is counted as "Other".
 EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other")
-DEFAULT_NEW_SERIES_DELAY = 90.0
 
 # observation name -> (histogram attribute, end stamp, start stamp)
 DURATIONS = {
@@ -115,9 +113,9 @@ def index_entry(spec: Mapping[str, Any] | None,
         priority = effective_priority(spec.get("priority"), spec.get("impact"), spec.get("urgency"))
     except ValueError:
         priority = status.get("priority") or UNKNOWN
-    state = spec.get("state") or "Triggered"
+    state = spec.get("state") or INITIAL_STATE
     entry = IndexEntry(open_action_items=int(status.get("openActionItems") or 0),
-                       unacknowledged=state == "Triggered",
+                       unacknowledged=state == State.TRIGGERED,
                        response_deadline=epoch_or_none(status.get("responseDeadline")))
     return (str(priority), str(state)), entry
 
@@ -138,14 +136,14 @@ class IndexCollector(Collector):
         if index is None:
             return
         now = self._clock()
-        open_by = {(p, s): 0 for p in PRIORITIES for s in OPEN_STATES}
+        open_by = {(p, s): 0 for p in PRIORITIES for s in NOT_CLOSED}
         items = {p: 0 for p in PRIORITIES}
         breached = {p: 0 for p in PRIORITIES}
         for key in list(index):
             priority, state = key
             for entry in list(index.get(key) or ()):
                 items[priority] = items.get(priority, 0) + entry.open_action_items
-                if state == "Closed":
+                if state == State.CLOSED:
                     continue
                 open_by[(priority, state)] = open_by.get((priority, state), 0) + 1
                 deadline = entry.response_deadline
@@ -320,7 +318,7 @@ class IncidentMetrics:
                     self._apply(getattr(self, attribute), (priority, service),
                                 lambda c, s=seconds: c.observe(s))
             elif name == "opened":
-                source = str(status.get("source") or "Manual")
+                source = str(status.get("source") or Source.MANUAL)
                 self._apply(self.opened, (priority, service, source if source in SOURCES else "Other"),
                             lambda c: c.inc())
             elif name == "recurrence":
@@ -379,7 +377,7 @@ def current() -> IncidentMetrics:
 def configure(*, new_series_delay: float = DEFAULT_NEW_SERIES_DELAY, max_escalation_level: int = 3,
               index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None] | None = None,
               process_collectors: bool = True) -> IncidentMetrics:
-    """Builds the process's metrics on a fresh registry (runtime.py calls this once, before kopf starts)."""
+    """Builds the process's metrics on a fresh registry (app.py calls this once, before kopf starts)."""
     global _current
     import prometheus_client
 

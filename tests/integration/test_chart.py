@@ -177,12 +177,11 @@ def test_rendered_config_is_accepted_by_the_operator():
     assert config.calendar.timezone == "Europe/Berlin"
     assert config.deadlines.max_escalation_level == 4
     assert config.timeline_limit == 40 and config.max_concurrent_evaluations == 4
-    assert config.escalation_policies == {"namespace": "oncall"}
+    assert config.escalation_policies.namespace == "oncall"
     assert config.templates_configmap == "comms-templates" and config.templates_namespace == "comms"
     assert config.grafana_url == "https://grafana.example.com"
     assert config.metrics_port == 9100 and config.health_port == 9101
-    from incident_operator.runtime import new_series_delay
-    assert new_series_delay(config) == 120
+    assert config.new_series_delay == 120
     container = chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "--liveness=http://0.0.0.0:9101/healthz" in container["args"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9100, "health": 9101}
@@ -228,7 +227,6 @@ def test_alertmanager_receiver_is_off_by_default():
 
 def test_alertmanager_receiver_render_has_port_service_and_token_mount():
     from incident_operator.domain.alerts.alertmanager import parse_settings
-    from incident_operator.runtime import alert_settings
 
     docs = chart.documents(chart.render(values=ALERTMANAGER))
     pod_template = chart.one(docs, "Deployment")["spec"]["template"]
@@ -257,7 +255,7 @@ def test_alertmanager_receiver_render_has_port_service_and_token_mount():
     # Everything else is passed through as it is.
     assert {k: v for k, v in raw.items() if k not in ("bearerTokenFile", "namespace")} == ALERTMANAGER["alertmanager"]
     config = OperatorConfig.from_dict(rendered_config(docs))
-    settings = alert_settings(config, config.namespaces)  # what the operator checks at start-up
+    settings = config.alertmanager_for(config.namespaces)  # what the operator checks at start-up
     assert settings.enabled and settings.port == 8082 and settings.path == "/webhooks/alertmanager"
     assert settings.bearer_token_file == f"{TOKEN_DIR}/token" and settings.namespace == "incident-operator"
     assert settings.resolve_on_resolved and settings.max_alerts == 10 and settings.max_body_bytes == 2097152
@@ -280,12 +278,12 @@ def test_alertmanager_receiver_render_has_port_service_and_token_mount():
     volume = {v["name"]: v for v in chart.one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
     assert volume["alertmanager-token"]["secret"]["items"] == [{"key": "token", "path": "token"}]
     config = OperatorConfig.from_dict(rendered_config(docs))
-    settings = alert_settings(config, config.namespaces)
+    settings = config.alertmanager_for(config.namespaces)
     assert settings.namespace == "support" and settings.port == 9443 and settings.path == "/hooks/am"
     # An explicit, watched namespace is kept.
     values["alertmanager"] = {"enabled": True, "namespace": "billing"}
     config = OperatorConfig.from_dict(rendered_config(chart.documents(chart.render(values=values))))
-    assert alert_settings(config, config.namespaces).namespace == "billing"
+    assert config.alertmanager_for(config.namespaces).namespace == "billing"
     # The receiver needs no RBAC beyond what the operator has: the same Roles as without it.
     plain = chart.documents(chart.render(release="ops", namespace="ops", values={"watchNamespaces": ["support", "billing"]}))
     for kind in ("ClusterRole", "Role"):
@@ -570,7 +568,7 @@ def detection_rule(name: str, query: str, **spec) -> dict:
 def drive_the_operator(kubectl: Kubectl, receiver, policy_kubectl: Kubectl | None = None) -> None:
     """Incident create -> escalation -> acknowledge, DetectionRules valid (with a bearer-token Secret)
     and Invalid, an EscalationPolicy whose channel Secret is read and used; asserts every status write."""
-    from incident_operator.services.notifier import drafts_configmap_name
+    from incident_operator.names import drafts_configmap_name
 
     policy_kubectl = policy_kubectl or kubectl
     apply_secret(policy_kubectl, "oncall-hook", {"url": receiver.url("/hook")})

@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from incident_operator.domain.alerts import alertmanager as dom
-from incident_operator.domain.incident.lifecycle import DETECTED_AT_ANNOTATION
+from incident_operator import names
+from incident_operator.api import DETECTED_AT_ANNOTATION, SERVICE_LABEL
 
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
 
@@ -169,11 +170,11 @@ def test_parse_notification_refuses_bad_payloads(mutate, message):
 
 def test_incident_name_and_group_label_are_deterministic_and_valid():
     key = '{}/{severity="critical"}:{alertname="ProbeFailure"}'
-    assert dom.incident_name(key) == dom.incident_name(key) != dom.incident_name(key + "x")
-    assert dom.incident_name(key).startswith("am-") and len(dom.incident_name(key)) == 15
-    later = dom.incident_name(key, T0)
-    assert later.startswith(dom.incident_name(key) + "-") and len(later) <= 63
-    label = dom.group_label(key)
+    assert names.alert_incident_name(key) == names.alert_incident_name(key) != names.alert_incident_name(key + "x")
+    assert names.alert_incident_name(key).startswith("am-") and len(names.alert_incident_name(key)) == 15
+    later = names.alert_incident_name(key, T0)
+    assert later.startswith(names.alert_incident_name(key) + "-") and len(later) <= 63
+    label = names.alert_group_label(key)
     assert label.startswith("incidents.buttercream.io/alert-group-") and len(label.split("/")[1]) <= 63
 
 
@@ -227,7 +228,7 @@ def incident(name, service="checkout", state="Triggered", detected=T0, signal=No
         status["signal"] = signal
     if source:
         status["source"] = source
-    return {"metadata": {"name": name, "labels": {dom.SERVICE_LABEL: service} if service else {},
+    return {"metadata": {"name": name, "labels": {SERVICE_LABEL: service} if service else {},
                          "creationTimestamp": "2026-03-02T09:00:00Z", "annotations": {}},
             "spec": {"state": state}, "status": status}
 
@@ -280,13 +281,6 @@ def test_stale_resolution_uses_the_recovery_window():
     assert not dom.stale_resolution(obj, T0 + timedelta(minutes=59), 3600)
     assert dom.stale_resolution(obj, T0 + timedelta(minutes=61), 3600)
     assert not dom.stale_resolution(incident("y"), T0 + timedelta(days=1), 3600)
-
-
-def test_the_operator_priority_annotation_is_the_detection_engines():
-    from incident_operator.services import alerts as service
-    from incident_operator.services import detection
-
-    assert service.OPERATOR_PRIORITY_ANNOTATION == detection.RULE_PRIORITY_ANNOTATION
 
 
 # -- the lifecycle side of "time to detect uses the earliest signal" --------------------------------------

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import yaml
 
+from incident_operator import names
 from incident_operator.cli import backtest
 from incident_operator.domain.detection import rules as dom
 
@@ -91,7 +92,7 @@ def operator_path(rule: dom.RuleSpec, points: list[tuple[int, float]]) -> tuple[
     for now, _ in points:
         value = prometheus.at(now)
         samples = [({}, value)] if value is not None else []
-        fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, {}))
+        fp = names.rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, {}))
         # services/detection.py: the history range, then one range per seasonal window
         histories = {fp: prometheus.range(now - rule.fetched_history_points * step, now - step / 2, step)}
         anchor = math.floor(now / step) * step

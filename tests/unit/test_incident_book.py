@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from incident_operator import metrics
-from incident_operator.domain.detection.rules import RULE_LABEL
+from incident_operator.api import RULE_LABEL
 from incident_operator.services.incident_book import DetectedSummary, IncidentBook
 
 

@@ -1,4 +1,4 @@
-"""The operator's kopf settings (handlers/startup.py), checked without a cluster."""
+"""The operator's kopf settings (app.py), checked without a cluster."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import logging
 import kopf
 
 from incident_operator.config import OperatorConfig
-from incident_operator.handlers.startup import PREFIX, configure
+from incident_operator.api import KOPF_PREFIX as PREFIX
+from incident_operator.app import configure
 
 
 def configured() -> kopf.OperatorSettings:
@@ -70,6 +71,8 @@ def test_kopf_logs_in_through_the_bounded_session():
     from kopf._core.intents.causes import Activity
 
     # Our handler replaces kopf's fallback logins (they run only when no login handler is registered).
-    registry = kopf.get_default_registry()
+    from incident_operator.app import build_registry
+
+    registry = build_registry()  # every handler is registered there
     logins = [h.fn for h in registry._activities.iter_handlers(activity=Activity.AUTHENTICATION)]
     assert logins == [login_with_bounded_connections]

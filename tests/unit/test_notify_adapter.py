@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from incident_operator import names
 from incident_operator.adapters import notify
 from incident_operator.services import notifier as svc
 from tests.support.receiver import Receiver
@@ -79,8 +80,8 @@ def test_drafts_are_stale_until_rendered_for_this_state_and_generation():
 
 
 def test_drafts_configmap_name_stays_a_valid_name():
-    assert svc.drafts_configmap_name("login") == "login-drafts"
-    long = svc.drafts_configmap_name("x" * 253)
+    assert names.drafts_configmap_name("login") == "login-drafts"
+    long = names.drafts_configmap_name("x" * 253)
     assert len(long) <= 253 and long.endswith("-drafts")
 
 

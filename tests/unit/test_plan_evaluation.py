@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from incident_operator import names
 from incident_operator.domain.detection import rules as dom
 
 T0 = 1_700_000_000.0
@@ -23,7 +24,7 @@ def rule(**spec: Any) -> dom.RuleSpec:
 
 
 def fp(labels: dict[str, str], r: dom.RuleSpec) -> str:
-    return dom.fingerprint(NS, NAME, dom.group_of(r, labels))
+    return names.rule_fingerprint(NS, NAME, dom.group_of(r, labels))
 
 
 class Engine:
@@ -60,7 +61,7 @@ def test_a_new_spike_opens_one_incident_with_a_deterministic_name_and_its_estima
     plan = engine.at(T0, [(LOGIN, 25.0)], {fp(LOGIN, r): [(T0 - 60, 2.0)]})
     (action,) = plan.actions
     assert action.kind == "open"
-    assert action.incident == dom.incident_name(NAME, fp(LOGIN, r), 1)
+    assert action.incident == names.rule_incident_name(NAME, fp(LOGIN, r), 1)
     assert action.started_at == T0  # the sample before was normal
     assert action.priority == "P3" and action.title == "Spike in login-tickets: topic=login"
     assert plan.firing == 1
@@ -94,7 +95,7 @@ def test_a_relapse_within_the_cooldown_continues_the_episode_and_after_it_opens_
     engine.at(T0 + 330, [(LOGIN, 1.0)])
     later = engine.at(T0 + 330 + 601, [(LOGIN, 30.0)])
     assert kinds(later) == ["open"]
-    assert later.actions[0].incident == dom.incident_name(NAME, fp(LOGIN, rule()), 2)
+    assert later.actions[0].incident == names.rule_incident_name(NAME, fp(LOGIN, rule()), 2)
 
 
 def test_for_holds_the_incident_back_until_the_condition_has_held_long_enough():

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from incident_operator import names
 from incident_operator.cli import backtest, incidentctl
-from incident_operator.domain.detection import rules as dom
 from incident_operator.gitops.ruletest import START, expand_values, load_tests, parse_series, run_test
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,8 +146,8 @@ def test_replay_is_the_operators_evaluation(tmp_path):
     assert firing == [i for i, row in enumerate(replayed) if row.alarm] == [8, 9, 14]
 
     [incident] = result.replay.snapshots[-1].values()
-    fp = dom.fingerprint("default", "spike", {"topic": "login"})
-    assert incident.name == dom.incident_name("spike", fp, 1)  # the first episode of the group
+    fp = names.rule_fingerprint("default", "spike", {"topic": "login"})
+    assert incident.name == names.rule_incident_name("spike", fp, 1)  # the first episode of the group
     assert incident.started_at == START + 6 * 60 and incident.opened_at == START + 8 * 60
     assert incident.peak == 30 and incident.priority == "P2"  # raised when the relapse (in cooldown) peaked
 

@@ -25,10 +25,8 @@ import kubernetes
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-GROUP = "incidents.buttercream.io"
-VERSION = "v1alpha1"
-INCIDENTS = "incidents"
-RULES = "detectionrules"
+# Re-exported for the callers' convenience; the names live in api.py.
+from ..api import DETECTION_RULES as RULES, GROUP, INCIDENTS, VERSION  # noqa: F401
 
 # Write attempts per write_status/write call, counting every attempt (a 409 and a successful
 # object write each use one). Eight rival writes in a row means the object is being rewritten

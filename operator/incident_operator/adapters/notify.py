@@ -21,9 +21,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import apprise
 
+from ..api import ESCALATION_POLICIES as POLICIES
 from . import kube
 
-POLICIES = "escalationpolicies"
 log = logging.getLogger(__name__)
 # Apprise logs channel URLs at DEBUG and hosts in warnings. Its records still reach the per-call
 # capture that send_sync() reads (a handler on the apprise logger), but never the operator's

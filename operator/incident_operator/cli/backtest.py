@@ -43,6 +43,7 @@ from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 import yaml
 
+from incident_operator.api import API_VERSION, DETECTION_RULE_KIND as KIND
 from incident_operator.domain.common.durations import format_duration
 from incident_operator.domain.common.timeutil import parse_time
 from incident_operator.domain.detection.detectors import Detector, Verdict
@@ -53,8 +54,6 @@ from incident_operator.gitops.crds import as_the_api_server_stores_it
 __all__ = ["main", "replay", "replay_rule", "default_rule", "load_rule", "read_series", "parse_timestamp",
            "ReplayRow", "Series"]
 
-API_VERSION = "incidents.buttercream.io/v1alpha1"
-KIND = "DetectionRule"
 # The query of the rule used without --rule: never sent anywhere (the series is its output), but a
 # DetectionRule needs one.
 DEFAULT_QUERY = "sum(increase(support_tickets_created_total[5m]))"

@@ -9,10 +9,8 @@ from typing import Any
 
 import yaml
 
+from ..api import GROUP, INCIDENTS, VERSION
 from .conventions import describe
-
-GROUP = "incidents.buttercream.io"
-VERSION = "v1alpha1"
 
 
 class CommandError(Exception):
@@ -82,7 +80,7 @@ def read_incident(args: argparse.Namespace) -> dict[str, Any]:
     namespace = default_namespace(args)
     api = client.CustomObjectsApi(api_client(args))
     try:
-        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, "incidents", args.name)
+        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, INCIDENTS, args.name)
     except ApiException as error:
         if error.status == 404:
             raise CommandError(f"incident {namespace}/{args.name} not found") from None

@@ -13,6 +13,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..api import INITIAL_STATE
 from ..domain.notify import comms
 from .common import CommandError, add_cluster_arguments, api_client, default_namespace, read_incident, run_command
 
@@ -56,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     incident = read_incident(args)
     overrides, source = _overrides(args)
     now = datetime.now(timezone.utc)
-    state = (incident.get("status") or {}).get("state") or (incident.get("spec") or {}).get("state") or "Triggered"
+    state = (incident.get("status") or {}).get("state") or (incident.get("spec") or {}).get("state") or INITIAL_STATE
     if args.kind not in comms.kinds_for(state):
         print(f"incidentctl draft: note: the incident is {state}; a {args.kind} is usually sent once it is "
               f"resolved", file=sys.stderr)

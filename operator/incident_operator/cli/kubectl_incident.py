@@ -33,14 +33,11 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 from ..domain.common.timeutil import time_or_none
 
+from ..api import GROUP, INCIDENTS as PLURAL, INITIAL_STATE, RULE_LABEL, VERSION, Priority, State, is_at_least
 from .conventions import EXIT_USAGE, OneLineErrors, add_version, guarded, use_colour
 
-GROUP = "incidents.buttercream.io"
-VERSION = "v1alpha1"
-PLURAL = "incidents"
 PROG = "kubectl incident"
-STATE_ORDER = {"Triggered": 0, "Acknowledged": 1, "Investigating": 2, "Mitigated": 3, "Resolved": 4, "Closed": 5}
-PRIORITY_STYLE = {"P1": "bold red", "P2": "bold dark_orange", "P3": "yellow", "P4": "cyan"}
+PRIORITY_STYLE = {Priority.P1: "bold red", Priority.P2: "bold dark_orange", Priority.P3: "yellow", Priority.P4: "cyan"}
 DELEGATED = ("draft", "postmortem")
 OBJECT_FORMATS = ("json", "yaml", "name")          # -o for commands that return one object, as kubectl
 LIST_FORMATS = ("json", "yaml", "wide", "name")   # -o for list, as kubectl get
@@ -79,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     _cluster_options(p, top=False)
     p.add_argument("-A", "--all-namespaces", action="store_true", help="incidents of every namespace")
     p.add_argument("--open", action="store_true", help="only incidents not yet Resolved or Closed")
-    p.add_argument("-l", "--selector", help="label selector, e.g. incidents.buttercream.io/rule=login-spike")
+    p.add_argument("-l", "--selector", help=f"label selector, e.g. {RULE_LABEL}=login-spike")
     p.add_argument("-o", "--output", choices=LIST_FORMATS,
                    help="json or yaml (a List of the Incidents), wide (more columns), name (kind/name)")
 
@@ -236,7 +233,7 @@ def short_duration(seconds: float) -> str:
 def response_text(incident: dict[str, Any], now: datetime) -> tuple[str, str | None]:
     """Time left to the response deadline, "breached 3m ago", or "—" (acknowledged, or no deadline yet)."""
     spec, status = incident.get("spec") or {}, incident.get("status") or {}
-    if STATE_ORDER.get(spec.get("state") or "Triggered", 0) >= STATE_ORDER["Acknowledged"]:
+    if is_at_least(spec.get("state"), State.ACKNOWLEDGED):
         return "—", None
     deadline = time_or_none(status.get("responseDeadline"))
     if deadline is None:
@@ -259,8 +256,7 @@ def _console(stream=None):
 
 def _sort_key(incident: dict[str, Any]):
     spec, status = incident.get("spec") or {}, incident.get("status") or {}
-    state = spec.get("state") or "Triggered"
-    return (STATE_ORDER.get(state, 0) >= STATE_ORDER["Resolved"], status.get("priority") or spec.get("priority") or "P9",
+    return (is_at_least(spec.get("state"), State.RESOLVED), status.get("priority") or spec.get("priority") or "P9",
             (incident.get("metadata") or {}).get("creationTimestamp") or "")
 
 
@@ -289,7 +285,7 @@ def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespac
         row = [
             meta.get("name", ""),
             Text(priority, style=PRIORITY_STYLE.get(priority, "")),
-            spec.get("state") or "Triggered",
+            spec.get("state") or INITIAL_STATE.value,
             spec.get("owner") or "—",
             Text(response, style=style or ""),
             Text(str(level), style="bold red" if level else "") if level else "—",
@@ -319,8 +315,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                        namespace, None, "list")
     items = list((result or {}).get("items") or [])
     if args.open:
-        items = [i for i in items if STATE_ORDER.get((i.get("spec") or {}).get("state") or "Triggered", 0)
-                 < STATE_ORDER["Resolved"]]
+        items = [i for i in items if not is_at_least((i.get("spec") or {}).get("state"), State.RESOLVED)]
     if args.output in ("json", "yaml"):
         print_objects({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""},
                        "items": sorted(items, key=_sort_key)}, args.output)
@@ -358,7 +353,7 @@ def _transition(args: argparse.Namespace, state: str, verb: str, past: str, fiel
     api = client.CustomObjectsApi(api_client)
     namespace = _namespace(args)
     spec: dict[str, Any] = {"state": state, **{k: v for k, v in fields.items() if v is not None}}
-    if state == "Acknowledged" and not spec.get("owner"):
+    if state == State.ACKNOWLEDGED and not spec.get("owner"):
         spec["owner"] = current_user(args, api_client)
     updated = _call(lambda: api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name,
                                                                {"spec": spec}),
@@ -375,19 +370,19 @@ def _transition(args: argparse.Namespace, state: str, verb: str, past: str, fiel
 
 
 def cmd_ack(args):
-    return _transition(args, "Acknowledged", "acknowledge", "acknowledged", {"owner": args.owner})
+    return _transition(args, State.ACKNOWLEDGED, "acknowledge", "acknowledged", {"owner": args.owner})
 
 
 def cmd_mitigate(args):
-    return _transition(args, "Mitigated", "mitigate", "mitigated", {"owner": args.owner})
+    return _transition(args, State.MITIGATED, "mitigate", "mitigated", {"owner": args.owner})
 
 
 def cmd_resolve(args):
-    return _transition(args, "Resolved", "resolve", "resolved", {"owner": args.owner, "resolution": args.resolution})
+    return _transition(args, State.RESOLVED, "resolve", "resolved", {"owner": args.owner, "resolution": args.resolution})
 
 
 def cmd_close(args):
-    return _transition(args, "Closed", "close", "closed", {"owner": args.owner})
+    return _transition(args, State.CLOSED, "close", "closed", {"owner": args.owner})
 
 
 def cmd_timeline(args: argparse.Namespace) -> int:
@@ -405,7 +400,7 @@ def cmd_timeline(args: argparse.Namespace) -> int:
         return 0
     console = _console()
     priority = status.get("priority") or spec.get("priority") or "?"
-    console.print(f"[bold]{namespace}/{args.name}[/bold]  {priority}  {spec.get('state') or 'Triggered'}  "
+    console.print(f"[bold]{namespace}/{args.name}[/bold]  {priority}  {spec.get('state') or INITIAL_STATE}  "
                   f"{spec.get('title') or ''}", highlight=False, markup=True)
     if not entries:
         console.print("(no timeline yet: the operator has not processed this incident)")

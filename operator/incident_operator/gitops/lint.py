@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..domain.detection import rules as dom
+from ..api import DEFAULT_PRIORITY, priority_rank
 from ..domain.detection.detectors import BaselineDetector, InvalidDetector, ThresholdDetector
 from ..domain.common.durations import format_duration
 from ..domain.common.timeutil import time_or_none, utcnow
@@ -39,7 +40,6 @@ ERROR = "error"
 WARNING = "warning"
 YAML_SUFFIXES = (".yaml", ".yml")
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFac
 def _priority_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], add) -> None:
     priority = spec.get("priority") if isinstance(spec.get("priority"), dict) else {}
     bands = [b for b in priority.get("bands") or [] if isinstance(b, dict)]
-    default = str(priority.get("default") or "P3")
+    default = str(priority.get("default") or DEFAULT_PRIORITY)
     seen: dict[float, int] = {}
     parsed: list[tuple[int, float, str]] = []
     for index, band in enumerate(bands):
@@ -353,14 +353,14 @@ def _priority_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], add) -> Non
             seen[min_value] = index
     for index, min_value, prio in parsed:
         for other, other_min, other_prio in parsed:
-            if other_min < min_value and PRIORITY_RANK.get(prio, 9) > PRIORITY_RANK.get(other_prio, 9):
+            if other_min < min_value and priority_rank(prio) > priority_rank(other_prio):
                 add(("spec", "priority", "bands", index),
                     f"spec.priority.bands[{index}] (minValue {min_value:g} -> {prio}) is less urgent than "
                     f"spec.priority.bands[{other}] (minValue {other_min:g} -> {other_prio}): a bigger spike would get a "
                     f"lower priority; bands must get more urgent as minValue grows")
                 break
         else:
-            if PRIORITY_RANK.get(prio, 9) > PRIORITY_RANK.get(default, 9):
+            if priority_rank(prio) > priority_rank(default):
                 add(("spec", "priority", "bands", index),
                     f"spec.priority.bands[{index}] (minValue {min_value:g} -> {prio}) is less urgent than the default "
                     f"{default}: a bigger spike would get a lower priority than a small one")

@@ -23,16 +23,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..api import (AFTER_TRIGGERED, INITIAL_STATE, PRIORITY_RANK, REOPEN_ON_RELAPSE, RESOLVED_OR_CLOSED, State,
+                   priority_rank)
 from ..domain.detection import rules as dom
+from ..names import rule_fingerprint
 from ..domain.common.durations import format_duration, parse_duration
 from .crds import as_the_api_server_stores_it
 from .yamlmarks import Document, YamlError, load_documents
 
 #: Evaluation time of the first input value (2026-01-01T00:00:00Z); reported as offset 0s.
 START = 1_767_225_600.0
-PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 EXPECTABLE = ("priority", "title", "state", "service", "team", "reopens", "name", "value", "peak", "dry_run")
-CHANGEABLE_STATES = ("Acknowledged", "Investigating", "Mitigated", "Resolved", "Closed")
+CHANGEABLE_STATES = AFTER_TRIGGERED
 
 
 class TestFileError(ValueError):
@@ -115,7 +117,7 @@ class SimIncident:
     value: float
     peak: float
     dry_run: bool = False
-    state: str = "Triggered"
+    state: str = INITIAL_STATE.value
     reopens: int = 0
     resolved_at: float | None = None
     rule_priority: str = ""  # the priority the rule last set (the engine's annotation)
@@ -212,7 +214,7 @@ def replay(rule: dom.RuleSpec, series: Sequence[tuple[dict[str, str], list[float
         groups = plan.groups
         trace.extend(_trace_rows(rule, now, samples, histories, seasonals, groups, done))
         for labels, value in samples:
-            fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
+            fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
             slot = past.setdefault(fp, {})
             slot[index] = max(value, slot.get(index, value))  # several series, one group: the larger
         snapshots.append(copy.deepcopy(incidents))
@@ -226,7 +228,7 @@ def _trace_rows(rule: dom.RuleSpec, now: float, samples, histories, seasonals, g
     seen: set[str] = set()
     for labels, value in samples:
         group = dom.group_of(rule, labels)
-        fp = dom.fingerprint(rule.namespace, rule.name, group)
+        fp = rule_fingerprint(rule.namespace, rule.name, group)
         if fp in seen:
             continue
         seen.add(fp)
@@ -257,17 +259,16 @@ def _carry_out(rule: dom.RuleSpec, action: dom.Action, incidents: dict[str, SimI
     if incident is None:
         return f"{action.kind} {action.incident} (gone)"
     note = action.kind
-    if action.kind == "reopen" and incident.state in ("Resolved", "Mitigated"):
-        if incident.state == "Resolved":
+    if action.kind == "reopen" and incident.state in REOPEN_ON_RELAPSE:
+        if incident.state == State.RESOLVED:
             incident.reopens += 1
-        incident.state = "Investigating"
+        incident.state = State.INVESTIGATING.value
         incident.resolved_at = None
         note = f"reopen {incident.name}"
     incident.value = action.value
     incident.peak = max(incident.peak, action.peak, action.value)
     wanted = dom.priority_for(rule, incident.peak)
-    if incident.priority == incident.rule_priority and PRIORITY_RANK.get(wanted, 9) < PRIORITY_RANK.get(
-            incident.priority, 9):
+    if incident.priority == incident.rule_priority and priority_rank(wanted) < priority_rank(incident.priority):
         incident.priority = incident.rule_priority = wanted
         note += f" raise to {wanted}"
     return note
@@ -282,12 +283,12 @@ def _apply_change(change: Mapping[str, Any], incidents: dict[str, SimIncident], 
     moment = START + change["at"]
     if "state" in change:
         state = change["state"]
-        if state == "Investigating" and incident.state == "Resolved":
+        if state == State.INVESTIGATING and incident.state == State.RESOLVED:
             incident.reopens += 1
         incident.state = state
-        if state in ("Resolved", "Closed") and incident.resolved_at is None:
+        if state in RESOLVED_OR_CLOSED and incident.resolved_at is None:
             incident.resolved_at = moment
-        elif state not in ("Resolved", "Closed"):
+        elif state not in RESOLVED_OR_CLOSED:
             incident.resolved_at = None
     if "priority" in change:
         incident.priority = change["priority"]  # a person's choice: the rule no longer raises it

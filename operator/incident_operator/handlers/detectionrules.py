@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from datetime import datetime, timezone
 from typing import Any
 
 import kopf
 
 from ..adapters import kube
+from ..api import DETECTION_RULES as PLURAL
+from ..context import OperatorContext
 from .retries import api_failures_for_kopf
 from .waiting import sleep_until_woken
 from ..domain.detection import rules as dom
 from ..services import detection as engine
 from ..services.status import write_ready
-
-GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.RULES
 
 
 def _validate(body: dict[str, Any]) -> tuple[dom.RuleSpec | None, str | None]:
@@ -38,36 +39,40 @@ async def _write_invalid(api: kube.KubeApi, body: dict[str, Any], message: str) 
         kopf.event(body, type="Warning", reason="Invalid", message=message)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-async def rule_changed(body, memo, logger, **_) -> None:
+def _rule_key(meta: Any) -> str:
+    """The key of the rule's wake-up: its uid (a rule deleted and created again is a new rule)."""
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+async def rule_changed(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
+    """On create, update and resume: report an invalid rule, and wake the rule's daemon at once."""
     rule, problem = _validate(dict(body))
     if problem:
         logger.warning(f"DetectionRule is invalid: {problem}")
         with api_failures_for_kopf():
             await _write_invalid(memo.kube, dict(body), problem)
-    wakeup = memo.get("wakeup")
-    if wakeup is not None:
-        wakeup.set()
+    memo.rule_wakeups.wake(_rule_key(body["metadata"]))
 
 
 def _phase_offset(key: str, interval_s: float) -> float:
     """A stable offset in [0, interval) derived from the rule's uid."""
-    import zlib
-
     return (zlib.crc32(key.encode()) % 1000) / 1000 * interval_s
 
 
-@kopf.daemon(GROUP, VERSION, PLURAL, id="evaluator", cancellation_timeout=5, backoff=2.0)
-async def evaluator(body, memo, stopped, logger, **_) -> None:
-    memo.wakeup = wakeup = asyncio.Event()
+async def evaluator(body: kopf.Body, memo: OperatorContext, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """The rule's daemon (one per rule): evaluates it every ``spec.interval``."""
     meta = dict(body["metadata"])
-    current: dict[str, Any] | None = dict(body)
+    with memo.rule_wakeups.registered(_rule_key(meta)) as wakeup:
+        await _evaluate_until_stopped(dict(body), meta, memo, stopped, wakeup)
+
+
+async def _evaluate_until_stopped(body: dict[str, Any], meta: dict[str, Any], memo: OperatorContext,
+                                  stopped: kopf.DaemonStopped, wakeup: asyncio.Event) -> None:
+    current: dict[str, Any] | None = body
     next_tick: float | None = None  # monotonic time of the next scheduled evaluation
     # Spread rules over their interval, as Prometheus offsets rule groups: a thousand rules that
     # all start together would otherwise evaluate in one burst every interval and queue up.
-    rule, _ = _validate(current)
+    rule, _ = _validate(body)
     if rule is not None:
         await sleep_until_woken(asyncio.Event(), stopped, _phase_offset(meta.get("uid") or meta["name"], rule.interval_s))
         current = None  # read fresh: a spec change meanwhile is taken as it is

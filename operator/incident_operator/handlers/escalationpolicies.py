@@ -13,14 +13,15 @@ from typing import Any
 import kopf
 
 from ..adapters import kube, notify
+from ..api import ESCALATION_POLICIES as PLURAL
+from ..context import OperatorContext
 from ..services.status import write_ready
 from .retries import api_failures_for_kopf
 
-GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, notify.POLICIES
 RECHECK_SECONDS = 300
 
 
-async def check(api: kube.KubeApi, body: dict[str, Any], logger) -> None:
+async def check(api: kube.KubeApi, body: dict[str, Any], logger: kopf.Logger) -> None:
     meta = body["metadata"]
     problems, channels = await notify.check_policy(api, body)
     levels = len((body.get("spec") or {}).get("levels") or [])
@@ -35,15 +36,13 @@ async def check(api: kube.KubeApi, body: dict[str, Any], logger) -> None:
                       stalled=(reason, message) if problems else None, levels=levels, channels=channels)
 
 
-@kopf.on.resume(GROUP, VERSION, PLURAL)
-@kopf.on.create(GROUP, VERSION, PLURAL)
-@kopf.on.update(GROUP, VERSION, PLURAL)
-async def policy_changed(body, memo, logger, **_) -> None:
+async def policy_changed(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
+    """On create, update and resume."""
     with api_failures_for_kopf():
         await check(memo.kube, dict(body), logger)
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS, idle=None)
-async def policy_recheck(body, memo, logger, **_) -> None:
+async def policy_recheck(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
+    """Every :data:`RECHECK_SECONDS`: a Secret may change without the policy changing."""
     with api_failures_for_kopf():
         await check(memo.kube, dict(body), logger)

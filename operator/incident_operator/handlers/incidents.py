@@ -9,22 +9,19 @@ start-up cubic in the number of incidents (services/incident_book.py says why).
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 
-from ..adapters import kube
-
-GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.INCIDENTS
+from ..context import OperatorContext
 
 
-@kopf.on.cleanup(id="incident-queue")
-async def stop_incident_queue(memo, **_) -> None:
-    service = memo.get("incidents")
-    if service is not None:
-        await service.queue.stop()
+async def stop_incident_queue(memo: OperatorContext, **_: Any) -> None:
+    """On kopf's cleanup: no sync starts after the operator began to stop."""
+    await memo.incidents.queue.stop()
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def incident_event(event, memo, **_) -> None:
+async def incident_event(event: kopf.RawEvent, memo: OperatorContext, **_: Any) -> None:
     """Every change of every incident, and each one once at start-up (the re-list)."""
     body = event.get("object") or {}
     meta = body.get("metadata") or {}
@@ -39,7 +36,7 @@ async def incident_event(event, memo, **_) -> None:
     memo.incident_book.observe(body)
     # Started from an event handler rather than at start-up: kopf.event() posts through a queue
     # kopf binds (a context variable) only in its per-object tasks, and a task inherits the context
-    # it is created in. Started here, every sync can post its Events. (Idempotent: the per-object
-    # memo is a copy, so the queue itself remembers that it runs.)
+    # it is created in. Started here, every sync can post its Events. (Idempotent: the queue
+    # remembers that it runs.)
     queue.start()
     queue.offer(key, dict(body))

@@ -30,6 +30,8 @@ from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from ..adapters import kube
+from ..api import INITIAL_STATE, SERVICE_LABEL, Source, State
+from ..names import alert_group_label, alert_incident_name
 from ..domain.alerts import alertmanager as dom
 from ..domain.common.durations import format_duration
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
@@ -85,8 +87,8 @@ class AlertService:
 
     async def _handle(self, plan: dom.GroupPlan) -> Result:
         now = self.clock()
-        members = await self.kube.list_objects(kube.INCIDENTS, self.namespace, dom.group_label(plan.group_key))
-        live = [i for i in members if (i.get("spec") or {}).get("state") != "Closed"
+        members = await self.kube.list_objects(kube.INCIDENTS, self.namespace, alert_group_label(plan.group_key))
+        live = [i for i in members if (i.get("spec") or {}).get("state") != State.CLOSED
                 and not dom.stale_resolution(i, now, self.settings.recovery_window_s)]
         if live:
             # Prefer an open incident, then the most recently detected one.
@@ -100,7 +102,7 @@ class AlertService:
             return Result("ignored", message="the group's incident is Closed; only a new firing opens a new one")
 
         if plan.service and self.settings.correlation_window_s > 0:
-            candidates = await self.kube.list_objects(kube.INCIDENTS, self.namespace, f"{dom.SERVICE_LABEL}={plan.service}")
+            candidates = await self.kube.list_objects(kube.INCIDENTS, self.namespace, f"{SERVICE_LABEL}={plan.service}")
             target = dom.pick_for_alert(candidates, plan.service, min(plan.earliest, now),
                                         self.settings.correlation_window_s)
             if target is not None:
@@ -126,23 +128,23 @@ class AlertService:
         spec = current.get("spec") or {}
         status = current.get("status") or {}
         signal = status.get("signal") or {}
-        state = spec.get("state") or "Triggered"
+        state = spec.get("state") or INITIAL_STATE
         changes = dom.merge_alerts(signal.get("alerts"), plan, self.settings.max_alerts)
         window = format_duration(self.settings.correlation_window_s)
 
         object_patch: dict[str, Any] = {}
-        label = dom.group_label(plan.group_key)
+        label = alert_group_label(plan.group_key)
         if (meta.get("labels") or {}).get(label) != "true":
             merge(object_patch, {"metadata": {"labels": {label: "true"}}})
-        if plan.firing and state != "Closed":
+        if plan.firing and state != State.CLOSED:
             merge(object_patch, earlier_detection(current, min(a.starts_at for a in plan.firing), now))
             merge(object_patch, raise_priority(current, plan.priority))
-        if state == "Resolved" and changes.new_firing:
-            merge(object_patch, {"spec": {"state": "Investigating"}})  # a relapse, counted as a reopen
+        if state == State.RESOLVED and changes.new_firing:
+            merge(object_patch, {"spec": {"state": State.INVESTIGATING}})  # a relapse, counted as a reopen
         resolving = (self.settings.resolve_on_resolved and plan.status == "resolved" and dom.is_open(current)
                      and dom.all_alerts_resolved(changes.alerts) and not dom.has_ticket_spike(current))
         if resolving:
-            resolve = {"state": "Resolved"}
+            resolve = {"state": State.RESOLVED}
             if not spec.get("owner"):
                 resolve["owner"] = AUTO_OWNER
             if not spec.get("resolution"):
@@ -154,7 +156,7 @@ class AlertService:
         # -- status (the object is as it should be) --------------------------------------------------
         entries = []
         # Joining; or a join whose status write was lost (crash) and is repaired by a later notification.
-        own = str(meta.get("name") or "").startswith(dom.incident_name(plan.group_key))
+        own = str(meta.get("name") or "").startswith(alert_incident_name(plan.group_key))
         if joining or (not own and not _holds_group(signal, plan.group_key)):
             lead = (plan.firing or plan.alerts)[0]
             entries.append(timeline_entry(now, "Correlated",
@@ -184,14 +186,14 @@ class AlertService:
 
     async def _open(self, plan: dom.GroupPlan, now: datetime, taken: set[str]) -> Result:
         detected = min(min(a.starts_at for a in plan.firing), now)
-        for name in (dom.incident_name(plan.group_key), dom.incident_name(plan.group_key, plan.earliest)):
+        for name in (alert_incident_name(plan.group_key), alert_incident_name(plan.group_key, plan.earliest)):
             if name in taken:
                 continue
             body = self._incident_body(name, plan, detected)
             created, is_new = await self.kube.create_or_get(kube.INCIDENTS, self.namespace, body)
             labels = (created.get("metadata") or {}).get("labels") or {}
-            if not is_new and (labels.get(dom.group_label(plan.group_key)) != "true"
-                               or (created.get("spec") or {}).get("state") == "Closed"):
+            if not is_new and (labels.get(alert_group_label(plan.group_key)) != "true"
+                               or (created.get("spec") or {}).get("state") == State.CLOSED):
                 taken.add(name)
                 continue  # an older episode (Closed) holds this name: the new episode takes the next one
             await apply_change(self.kube, created, lambda current: self._update_step(current, plan, now, joining=False))
@@ -199,13 +201,13 @@ class AlertService:
         return Result("ignored", message="the group's incidents are Closed and its names are taken")
 
     def _incident_body(self, name: str, plan: dom.GroupPlan, detected: datetime) -> dict[str, Any]:
-        labels = {dom.group_label(plan.group_key): "true"}
-        spec: dict[str, Any] = {"title": plan.title, "priority": plan.priority, "state": "Triggered"}
+        labels = {alert_group_label(plan.group_key): "true"}
+        spec: dict[str, Any] = {"title": plan.title, "priority": plan.priority, "state": INITIAL_STATE}
         if plan.description:
             spec["description"] = plan.description
         if plan.service:
             spec["service"] = plan.service
-            labels[dom.SERVICE_LABEL] = plan.service
+            labels[SERVICE_LABEL] = plan.service
         if plan.team:
             spec["team"] = plan.team
         if plan.links:
@@ -219,7 +221,7 @@ class AlertService:
                 "labels": labels,
                 "annotations": {
                     DETECTED_AT_ANNOTATION: format_time(detected),
-                    SOURCE_ANNOTATION: dom.SOURCE,
+                    SOURCE_ANNOTATION: Source.ALERTMANAGER,
                     OPERATOR_PRIORITY_ANNOTATION: plan.priority,
                 },
             },

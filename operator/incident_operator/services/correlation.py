@@ -19,14 +19,13 @@ from ..adapters import kube
 from ..domain.alerts import alertmanager as dom
 from ..domain.common.durations import format_duration
 from ..domain.common.timeutil import format_time, parse_time
-from ..domain.detection.rules import FINGERPRINT_LABEL, RULE_LABEL
+from ..api import (FINGERPRINT_LABEL, OPERATOR_PRIORITY_ANNOTATION, RULE_LABEL, SERVICE_LABEL, State,
+                   priority_rank)
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION
 from ..domain.incident.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
 
 # Same annotation as services/detection.py: the priority the operator last set by itself. While
 # spec.priority still equals it no person has overridden it, and a more severe signal may raise it.
-OPERATOR_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
-PRIORITY_ORDER = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 
 
 @dataclass
@@ -79,7 +78,7 @@ def raise_priority(incident: Mapping[str, Any], wanted: str) -> dict[str, Any]:
     set_by_operator = annotations.get(OPERATOR_PRIORITY_ANNOTATION)
     if not current or current != set_by_operator:
         return {}
-    if PRIORITY_ORDER.get(wanted, 9) >= PRIORITY_ORDER.get(current, 9):
+    if priority_rank(wanted) >= priority_rank(current):
         return {}
     return {"metadata": {"annotations": {OPERATOR_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
 
@@ -105,8 +104,9 @@ async def apply_change(api: kube.KubeApi, incident: dict[str, Any],
 
 
 def settings_of(config: Any) -> dom.AlertSettings:
-    raw = getattr(config, "alertmanager", None) or {}
-    return dom.parse_settings(raw, require_namespace=False)
+    """The ``alertmanager`` settings, parsed once with the configuration (config.py)."""
+    settings: dom.AlertSettings = config.alertmanager
+    return settings
 
 
 class Correlator:
@@ -137,7 +137,7 @@ class Correlator:
         settings = self.settings
         if not settings.enabled or settings.correlation_window_s <= 0 or not service:
             return None
-        candidates = await self.kube.list_objects(kube.INCIDENTS, namespace, f"{dom.SERVICE_LABEL}={service}")
+        candidates = await self.kube.list_objects(kube.INCIDENTS, namespace, f"{SERVICE_LABEL}={service}")
         target = dom.pick_for_spike(candidates, service, now, settings.correlation_window_s, fingerprint)
         if target is None:
             return None
@@ -154,7 +154,7 @@ def _spike_join_step(namespace: str, rule_name: str, fingerprint: str, service: 
         meta = current.get("metadata") or {}
         status = current.get("status") or {}
         old_signal = status.get("signal") or {}
-        if (current.get("spec") or {}).get("state") == "Closed":
+        if (current.get("spec") or {}).get("state") == State.CLOSED:
             return None
         object_patch: dict[str, Any] = {}
         if not (meta.get("labels") or {}).get(RULE_LABEL):

@@ -24,9 +24,11 @@ from typing import Any, Callable, Mapping
 from .. import metrics
 from ..adapters import kube
 from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
+from ..api import (API_VERSION, FINGERPRINT_LABEL, INCIDENT_KIND, INITIAL_STATE, OPERATOR_PRIORITY_ANNOTATION,
+                   REOPEN_ON_RELAPSE, RESOLVED_OR_CLOSED, RULE_LABEL, SERVICE_LABEL, Source, State, priority_rank)
+from ..names import label_value, rule_episode_of, rule_fingerprint, rule_incident_name, truncated_label_value
 from ..config import OperatorConfig
 from ..domain.detection import rules as dom
-from ..domain.alerts.alertmanager import SERVICE_LABEL
 from ..domain.common.conditions import set_condition
 from ..domain.common.status import status_patch
 from ..domain.detection.health import failure_progress
@@ -40,8 +42,6 @@ log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
 # The priority the rule itself last set; while spec.priority still equals it, no person has
 # overridden it and the rule may raise it as the spike grows into a higher band.
-RULE_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
-PRIORITY_ORDER = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 
 
 @dataclass
@@ -104,7 +104,7 @@ async def incidents_view(api: kube.KubeApi, book: "IncidentBook | None", namespa
         summary = book.detected(namespace, name) if book is not None else None
         if summary is None and (book is None or not book.knows(namespace, name)):
             body = await api.get_object(kube.INCIDENTS, namespace, name)
-            if body is None or dom.RULE_LABEL not in ((body.get("metadata") or {}).get("labels") or {}):
+            if body is None or RULE_LABEL not in ((body.get("metadata") or {}).get("labels") or {}):
                 continue  # as the book would say: gone, or not an incident a rule opened
             summary = detected_summary(body.get("spec"), body.get("status"))
         if summary is not None:
@@ -141,7 +141,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
             samples = [(s.labels, s.value) for s in instant]
             if instant:
                 for labels, values in series:
-                    fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
+                    fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
                     histories[fp] = values
                 seasonals = await _seasonal_samples(rule, rule_body, endpoint, prometheus, now, seasonal_cache)
     except PrometheusError as failure:
@@ -226,7 +226,7 @@ async def _seasonal_samples(rule: dom.RuleSpec, rule_body: Mapping[str, Any], en
         start = anchor - window.lag_s - window.points_before * step
         end = anchor - window.lag_s + window.points_after * step
         for labels, values in await prometheus.query_range(endpoint, rule.query, start, end, step):
-            fp = dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
+            fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
             lists = result.setdefault(fp, [[] for _ in windows])
             lists[index] = [v for _, v in values]
     if cache is not None:
@@ -276,7 +276,7 @@ async def _carry_out(detection: Detection, rule_body: dict[str, Any], rule: dom.
                     for group in plan.groups:
                         if group.get("fingerprint") == action.fingerprint:
                             group["incident"] = opened
-                            episode = dom.episode_of(opened)
+                            episode = rule_episode_of(opened)
                             if episode and opened.startswith(action.incident.rsplit("-", 1)[0]):
                                 group["episodeState"] = {**group["episodeState"], "episode": episode}
             elif action.kind == "reopen":
@@ -304,29 +304,29 @@ async def _open_incident(detection: Detection, rule: dom.RuleSpec, action: dom.A
         "title": action.title or f"Spike in {rule.name}",
         "priority": action.priority,
         "startedAt": format_time(datetime.fromtimestamp(action.started_at, timezone.utc)),
-        "state": "Triggered",
+        "state": INITIAL_STATE,
     }
     if action.description:
         spec["description"] = action.description
     for key in ("service", "team"):
         value = getattr(action, key)
         if value:
-            spec[key] = _label_safe(value)
-    labels = {dom.RULE_LABEL: rule.name[:63], dom.FINGERPRINT_LABEL: action.fingerprint,
+            spec[key] = label_value(value, fallback="unknown")
+    labels = {RULE_LABEL: truncated_label_value(rule.name), FINGERPRINT_LABEL: action.fingerprint,
               **{k: v for k, v in rule.extra_labels.items()}}
     if spec.get("service"):
         labels[SERVICE_LABEL] = spec["service"]  # correlation with Alertmanager alerts finds it by this
     body = {
-        "apiVersion": f"{kube.GROUP}/{kube.VERSION}",
-        "kind": "Incident",
+        "apiVersion": API_VERSION,
+        "kind": INCIDENT_KIND,
         "metadata": {
             "name": action.incident,
             "namespace": rule.namespace,
             "labels": labels,
             "annotations": {
                 DETECTED_AT_ANNOTATION: format_time(datetime.fromtimestamp(now, timezone.utc)),
-                SOURCE_ANNOTATION: "DetectionRule",
-                RULE_PRIORITY_ANNOTATION: action.priority,
+                SOURCE_ANNOTATION: Source.DETECTION_RULE,
+                OPERATOR_PRIORITY_ANNOTATION: action.priority,
             },
         },
         "spec": spec,
@@ -347,9 +347,9 @@ async def _open_incident(detection: Detection, rule: dom.RuleSpec, action: dom.A
             # The group's state was dropped from the rule's status (its windows had long passed), so
             # its episode count restarted and the name is taken by an old incident: continue the count.
             taken = await api.list_objects(kube.INCIDENTS, rule.namespace,
-                                           f"{dom.FINGERPRINT_LABEL}={action.fingerprint}")
-            episode = max([dom.episode_of(i["metadata"]["name"]) for i in taken] + [0]) + 1
-            body["metadata"]["name"] = dom.incident_name(rule.name, action.fingerprint, episode)
+                                           f"{FINGERPRINT_LABEL}={action.fingerprint}")
+            episode = max([rule_episode_of(i["metadata"]["name"]) for i in taken] + [0]) + 1
+            body["metadata"]["name"] = rule_incident_name(rule.name, action.fingerprint, episode)
             created, is_new = await api.create_or_get(kube.INCIDENTS, rule.namespace, body)
     name = created["metadata"]["name"]
     if is_new:
@@ -362,14 +362,14 @@ def _from_an_earlier_episode(existing: Mapping[str, Any], action: dom.Action) ->
     """An incident found under this episode's name that cannot be this episode's: it is already
     Resolved or Closed. An open one is this episode's (a rival replica, or this operator before a
     crash, created it but had not recorded the episode in the rule's status yet): join it."""
-    return (existing.get("spec") or {}).get("state") in ("Resolved", "Closed")
+    return (existing.get("spec") or {}).get("state") in RESOLVED_OR_CLOSED
 
 
 async def _reopen_incident(api: kube.KubeApi, rule: dom.RuleSpec, action: dom.Action, graph_base: str,
                            now: float) -> None:
     def reopen(current: dict[str, Any]) -> dict[str, Any] | None:
-        if (current.get("spec") or {}).get("state") in ("Resolved", "Mitigated"):
-            return {"spec": {"state": "Investigating"}}
+        if (current.get("spec") or {}).get("state") in REOPEN_ON_RELAPSE:
+            return {"spec": {"state": State.INVESTIGATING}}
         return None
 
     written = await api.write(kube.INCIDENTS, rule.namespace, action.incident, reopen)
@@ -407,11 +407,11 @@ async def _raise_priority(api: kube.KubeApi, rule: dom.RuleSpec, incident: dict[
     wanted = dom.priority_for(rule, peak)
 
     def raised(current: dict[str, Any]) -> dict[str, Any] | None:
-        set_by_rule = ((current.get("metadata") or {}).get("annotations") or {}).get(RULE_PRIORITY_ANNOTATION)
+        set_by_rule = ((current.get("metadata") or {}).get("annotations") or {}).get(OPERATOR_PRIORITY_ANNOTATION)
         priority = (current.get("spec") or {}).get("priority")
-        if not set_by_rule or priority != set_by_rule or PRIORITY_ORDER.get(wanted, 9) >= PRIORITY_ORDER.get(priority, 9):
+        if not set_by_rule or priority != set_by_rule or priority_rank(wanted) >= priority_rank(priority):
             return None
-        return {"metadata": {"annotations": {RULE_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
+        return {"metadata": {"annotations": {OPERATOR_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
 
     meta = incident["metadata"]
     written = await api.write(kube.INCIDENTS, meta["namespace"], meta["name"], raised, body=incident)
@@ -437,4 +437,3 @@ async def _write_signal(api: kube.KubeApi, incident: dict[str, Any],
 def _label_safe(value: str) -> str:
     cleaned = re.sub(r"[^a-z0-9_.-]", "-", value.lower()).strip("-._")[:63]
     return cleaned.strip("-._") or "unknown"
-

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from .. import metrics
-from ..domain.detection.rules import RULE_LABEL
+from ..api import INITIAL_STATE, RULE_LABEL
 from ..domain.common.timeutil import epoch_or_none
 
 
@@ -42,7 +42,7 @@ def detected_summary(spec: Mapping[str, Any] | None, status: Mapping[str, Any] |
     signal = status.get("signal") or {}
     resolved = epoch_or_none(status.get("resolvedAt"))
     return DetectedSummary(
-        state=(spec or {}).get("state") or "Triggered",
+        state=(spec or {}).get("state") or INITIAL_STATE,
         resolved_at=resolved,
         value=signal.get("value"),
         peak=signal.get("peak"),

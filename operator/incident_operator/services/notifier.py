@@ -23,7 +23,6 @@ a log line; only an API failure raises (the queue retries the incident).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -34,10 +33,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..adapters import kube, notify
+from ..api import INCIDENT_LABEL, INITIAL_STATE, State, is_at_least
+from ..names import drafts_configmap_name, fits_label_value
 from ..config import OperatorConfig
 from ..domain.notify import comms, handoff
 from ..domain.notify import book as book_ops
-from ..domain.incident.lifecycle import STATE_INDEX
 from ..domain.common.timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,6 @@ INCIDENTS = kube.INCIDENTS
 # A pass that leaves an item due (it could not be claimed: a rival holds it) looks again after
 # this, rather than at once: the rival records it or its claim expires.
 MIN_REPASS = timedelta(seconds=1)
-DRAFTS_SUFFIX = "-drafts"
-INCIDENT_LABEL = "incidents.buttercream.io/incident"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
@@ -58,14 +56,6 @@ def operator_namespace() -> str | None:
         return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or None
     except OSError:
         return None
-
-
-def drafts_configmap_name(incident_name: str) -> str:
-    name = incident_name + DRAFTS_SUFFIX
-    if len(name) <= 253:
-        return name
-    digest = hashlib.sha256(incident_name.encode()).hexdigest()[:8]
-    return f"{incident_name[:253 - len(DRAFTS_SUFFIX) - 9]}-{digest}{DRAFTS_SUFFIX}"
 
 
 def drafts_stale(body: Mapping[str, Any]) -> bool:
@@ -98,7 +88,7 @@ class Notifier:
         self.config = config
         self.settings = config.delivery
         self.policies = policies or notify.PolicyCache(api)
-        self.shared_namespace = config.escalation_policies.get("namespace") or operator_namespace()
+        self.shared_namespace = config.escalation_policies.namespace or operator_namespace()
         self.templates_namespace = config.templates_namespace or operator_namespace()
         self.clock = clock
         self.rand = rand
@@ -149,8 +139,8 @@ class Notifier:
             return body
         meta = body["metadata"]
         spec = body.get("spec") or {}
-        state = status.get("state") or spec.get("state") or "Triggered"
-        if item.get("event") == book_ops.ESCALATED and STATE_INDEX.get(state, 0) >= STATE_INDEX["Acknowledged"]:
+        state = status.get("state") or spec.get("state") or INITIAL_STATE
+        if item.get("event") == book_ops.ESCALATED and is_at_least(state, State.ACKNOWLEDGED):
             return await self._record(body, item_key, book_ops.DeliveryResult(
                 book_ops.SUPERSEDED, detail=f"the incident was {state} before the escalation notice went out"))
 
@@ -278,7 +268,7 @@ class Notifier:
             data = {f"{kind}.md": text for kind, text in drafts.texts.items()}
             data["statuspage.json"] = json.dumps(comms.statuspage_payload(body, drafts), indent=2)
             data["publicState"] = drafts.public_state
-            labels = {INCIDENT_LABEL: name} if len(name) <= 63 else {}
+            labels = {INCIDENT_LABEL: name} if fits_label_value(name) else {}
             await self.kube.upsert_configmap(namespace, configmap, data, owner=body, labels=labels)
             public = drafts.public_state
         except comms.DraftError as failure:

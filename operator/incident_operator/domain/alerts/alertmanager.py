@@ -17,20 +17,17 @@ See docs/alertmanager.md for the configuration keys and the decisions behind the
 
 from __future__ import annotations
 
-import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
+from ...api import (DEFAULT_PRIORITY, DETECTED_AT_ANNOTATION, INITIAL_STATE, PRIORITIES, SERVICE_LABEL,
+                    SOURCE_ANNOTATION, UNRESOLVED, Priority, Source, State)
+from ...names import label_value
 from ..common.durations import duration_value
-from ..incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
 from ..common.timeutil import format_time_precise, parse_time, time_or_none
 
-# Labels the operator puts on the incidents it creates.
-SERVICE_LABEL = "incidents.buttercream.io/service"
-ALERT_GROUP_LABEL_PREFIX = "incidents.buttercream.io/alert-group-"
-SOURCE = "Alertmanager"
 SIGNAL_ALERT = "Alert"
 SIGNAL_TICKET_SPIKE = "TicketSpike"
 
@@ -41,16 +38,14 @@ MAX_MAX_BODY_BYTES = 64 * 1024 * 1024
 DEFAULT_CORRELATION_WINDOW = "30m"
 DEFAULT_RECOVERY_WINDOW = "1h"
 MAX_ALERTS = 20  # the CRD bounds status.signal.alerts at 20 items
-DEFAULT_PRIORITIES = {
-    "critical": "P1",
-    "error": "P2",
-    "high": "P2",
-    "warning": "P3",
-    "info": "P4",
-    "low": "P4",
+DEFAULT_PRIORITIES: dict[str, str] = {
+    "critical": Priority.P1,
+    "error": Priority.P2,
+    "high": Priority.P2,
+    "warning": Priority.P3,
+    "info": Priority.P4,
+    "low": Priority.P4,
 }
-PRIORITIES = ("P1", "P2", "P3", "P4")
-OPEN_STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated")
 SUPPORTED_VERSIONS = ("4", "1")  # Alertmanager v4; Grafana's webhook contact point sends "1"
 ZERO_TIME_YEAR = 1  # Go's zero time.Time, "0001-01-01T00:00:00Z", means "not set"
 
@@ -123,7 +118,7 @@ class AlertMapping:
     matchers: tuple[Matcher, ...] = ()
     priority: str | None = None  # fixed priority; overrides the severity table
     priorities: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_PRIORITIES))
-    default_priority: str = "P3"
+    default_priority: str = DEFAULT_PRIORITY
     severity_label: str = "severity"
     service_label: str = "service"
     team_label: str = "team"
@@ -218,7 +213,7 @@ def _mapping(raw: Mapping[str, Any], defaults: Mapping[str, Any], where: str) ->
         matchers=tuple(parsed),
         priority=_priority(merged["priority"], f"{where}.priority") if merged.get("priority") else None,
         priorities=priorities,
-        default_priority=_priority(merged.get("defaultPriority") or "P3", f"{where}.defaultPriority"),
+        default_priority=_priority(merged.get("defaultPriority") or DEFAULT_PRIORITY, f"{where}.defaultPriority"),
         severity_label=_label_name(merged.get("severityLabel") or "severity", f"{where}.severityLabel"),
         service_label=_label_name(merged.get("serviceLabel") or "service", f"{where}.serviceLabel"),
         team_label=_label_name(merged.get("teamLabel") or "team", f"{where}.teamLabel"),
@@ -297,6 +292,18 @@ def parse_settings(raw: Mapping[str, Any] | None, fallback_namespace: str | None
         resolve_on_resolved=bool(raw.get("resolveOnResolved", False)),
         max_alerts=max_alerts, mappings=mappings,
     )
+
+
+def with_fallback_namespace(settings: AlertSettings, fallback_namespace: str | None) -> AlertSettings:
+    """``settings`` parsed with ``require_namespace=False``, completed at start-up, when the watched
+    namespaces are known: what :func:`parse_settings` with ``fallback_namespace`` would return."""
+    namespace = settings.namespace or fallback_namespace
+    if settings.enabled and not namespace:
+        raise InvalidSettings("alertmanager.namespace is required (where incidents from alerts are created)")
+    secret_ref = settings.token_secret_ref
+    if secret_ref and not secret_ref.namespace:
+        secret_ref = SecretRef(secret_ref.name, secret_ref.key, namespace)
+    return replace(settings, namespace=namespace, token_secret_ref=secret_ref)
 
 
 # -- the webhook payload --------------------------------------------------------------------------
@@ -427,35 +434,7 @@ def parse_notification(data: Any) -> Notification:
 
 # -- identities -----------------------------------------------------------------------------------
 
-def group_hash(group_key: str) -> str:
-    return hashlib.sha256(group_key.encode()).hexdigest()[:12]
-
-
-def group_label(group_key: str) -> str:
-    """The label key marking every incident that holds alerts of this group (value "true")."""
-    return ALERT_GROUP_LABEL_PREFIX + group_hash(group_key)
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out, number = "", max(int(number), 0)
-    while True:
-        number, remainder = divmod(number, 36)
-        out = digits[remainder] + out
-        if number == 0:
-            return out
-
-
-def incident_name(group_key: str, episode_start: datetime | None = None) -> str:
-    """``am-<hash of groupKey>``; a later episode (after a Closed one) adds its start time."""
-    name = f"am-{group_hash(group_key)}"
-    return name if episode_start is None else f"{name}-{_base36(int(episode_start.timestamp()))}"
-
-
-def label_safe(value: str) -> str:
-    """A label value and an Incident ``spec.service``/``spec.team`` (lower-case DNS-ish, <= 63)."""
-    cleaned = re.sub(r"[^a-z0-9_.-]", "-", str(value).lower()).strip("-._")[:63]
-    return cleaned.strip("-._")
+# The group label and the incident names of a group are built in names.py.
 
 
 # -- one notification -> one group plan ---------------------------------------------------------------
@@ -503,8 +482,8 @@ def plan_group(notification: Notification, settings: AlertSettings) -> GroupPlan
         for alert, mapping in firing:
             name = getattr(mapping, attribute)
             value = notification.common_labels.get(name) or alert.labels.get(name)
-            if value and label_safe(value):
-                return label_safe(value)
+            if value and label_value(value):
+                return label_value(value)
         return None
 
     def annotation(alert: Alert, name: str) -> str:
@@ -630,7 +609,8 @@ def detected_time(incident: Mapping[str, Any]) -> datetime | None:
 
 
 def is_open(incident: Mapping[str, Any]) -> bool:
-    return ((incident.get("spec") or {}).get("state") or "Triggered") in OPEN_STATES
+    """Not yet Resolved: alerts and ticket spikes join such an incident."""
+    return ((incident.get("spec") or {}).get("state") or INITIAL_STATE) in UNRESOLVED
 
 
 def has_ticket_spike(incident: Mapping[str, Any]) -> bool:
@@ -641,7 +621,7 @@ def has_alerts(incident: Mapping[str, Any]) -> bool:
     signal = (incident.get("status") or {}).get("signal") or {}
     source = (incident.get("status") or {}).get("source") or \
         ((incident.get("metadata") or {}).get("annotations") or {}).get(SOURCE_ANNOTATION)
-    return bool(signal.get("alerts")) or source == SOURCE
+    return bool(signal.get("alerts")) or source == Source.ALERTMANAGER
 
 
 def within_window(incident: Mapping[str, Any], moment: datetime, window_s: float) -> bool:
@@ -717,7 +697,7 @@ def earlier(current: datetime | None, candidate: datetime | None) -> datetime | 
 def stale_resolution(incident: Mapping[str, Any], now: datetime, recovery_window_s: float) -> bool:
     """A Resolved incident past its recovery window: a new firing opens a new incident instead."""
     spec_state = (incident.get("spec") or {}).get("state")
-    if spec_state != "Resolved":
+    if spec_state != State.RESOLVED:
         return False
     resolved = time_or_none((incident.get("status") or {}).get("resolvedAt"))
     return resolved is not None and now - resolved > timedelta(seconds=recovery_window_s)

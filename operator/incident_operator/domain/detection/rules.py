@@ -8,15 +8,15 @@ evidence) and writes the new group states back to the rule's status.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 import statistics
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Literal, Mapping, Sequence, TypedDict, cast
 
+from ...api import DEFAULT_PRIORITY, RESOLVED_OR_CLOSED, State
+from ...names import rule_fingerprint, rule_incident_name
 from .detectors import (
     BASELINE_PARAMETERS,
     DEFAULT_DETECTOR_SPEC,
@@ -35,8 +35,6 @@ from ..common.timeutil import format_time
 
 MAX_GROUPS = 100
 MAX_DRY_RUN = 20
-RULE_LABEL = "incidents.buttercream.io/rule"
-FINGERPRINT_LABEL = "incidents.buttercream.io/fingerprint"
 DEFAULT_TITLE = "Spike in {{ rule }}: {{ labels | dictsort | map('join', '=') | join(', ') }}"
 START_FRACTION = 0.2
 # The baseline detector's defaults are tuned for 5-minute samples (docs/detection.md).
@@ -192,7 +190,7 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
         cooldown_s=seconds("cooldown", DEFAULT_COOLDOWN), recovery_s=seconds("recoveryWindow", DEFAULT_RECOVERY),
         mode=str(spec.get("mode") or "Active"), detector=detector,
         detector_type=detector_type,
-        default_priority=str(priority.get("default") or "P3"), bands=bands,
+        default_priority=str(priority.get("default") or DEFAULT_PRIORITY), bands=bands,
         title=str(template.get("title") or DEFAULT_TITLE), description=template.get("description"),
         service=template.get("service"), team=template.get("team"),
         extra_labels=dict(template.get("labels") or {}), group_labels=tuple(spec.get("groupLabels") or ()),
@@ -215,36 +213,7 @@ def group_of(rule: RuleSpec, labels: Mapping[str, str]) -> dict[str, str]:
     return dict(sorted(labels.items()))
 
 
-def fingerprint(namespace: str, rule_name: str, group: Mapping[str, str]) -> str:
-    text = namespace + "/" + rule_name + "\x00" + "\x00".join(f"{k}={v}" for k, v in sorted(group.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _base36(number: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    out = ""
-    number = max(number, 0)
-    while True:
-        number, remainder = divmod(number, 36)
-        out = digits[remainder] + out
-        if number == 0:
-            return out
-
-
-def incident_name(rule_name: str, fp: str, episode: int) -> str:
-    """Deterministic per episode: every replica that read the same rule state picks the same name.
-
-    The episode number comes from the group's state in the rule's status, not from a clock, so two
-    replicas evaluating a moment apart still agree.
-    """
-    stem = re.sub(r"[^a-z0-9-]", "-", rule_name.lower())[:40].strip("-") or "rule"
-    return f"{stem}-{fp[:6]}-{max(int(episode), 1)}"
-
-
-def episode_of(name: str) -> int:
-    """The episode number at the end of an incident name made by :func:`incident_name` (0 if none)."""
-    tail = name.rsplit("-", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
+# The group's fingerprint and the incident names are built in names.py.
 
 
 def priority_for(rule: RuleSpec, value: float) -> str:
@@ -304,7 +273,7 @@ class Action:
     value: float
     verdict: Verdict
     started_at: float
-    priority: str = "P3"
+    priority: str = DEFAULT_PRIORITY
     title: str = ""
     description: str = ""
     service: str | None = None
@@ -365,7 +334,7 @@ def plan_evaluation(
     current: dict[str, tuple[dict[str, str], float]] = {}
     for series_labels, series_value in samples:
         group = group_of(rule, series_labels)
-        fp = fingerprint(rule.namespace, rule.name, group)
+        fp = rule_fingerprint(rule.namespace, rule.name, group)
         # Two series mapping to one group (groupLabels narrower than the query): keep the larger.
         if fp not in current or series_value > current[fp][1]:
             current[fp] = (group, series_value)
@@ -402,7 +371,7 @@ def plan_evaluation(
             if firing:
                 record["lastSeen"] = format_time(datetime.fromtimestamp(now, timezone.utc))
 
-        if event == "regression" and known is not None and known.state == "Closed":
+        if event == "regression" and known is not None and known.state == State.CLOSED:
             # A Closed incident is never reopened: the relapse starts a new, linked episode.
             state = replace(state, episode=state.episode + 1, episode_start=state.pending_since or now,
                             opened_at=now, regressions=0)
@@ -417,7 +386,7 @@ def plan_evaluation(
                 started = min(started, state.episode_start or now)
                 record["startedAt"] = format_time(datetime.fromtimestamp(started, timezone.utc))
                 previous = record.get("incident")
-                name = incident_name(rule.name, fp, state.episode)
+                name = rule_incident_name(rule.name, fp, state.episode)
                 record["incident"] = name
                 context = _context(rule, labels, verdict)
                 action = Action(
@@ -458,13 +427,13 @@ def _worth_keeping(record: GroupRecord, state: EpisodeState, known: IncidentView
         return True
     if state.episode == 0:
         return False
-    if known is not None and known.state not in ("Resolved", "Closed"):
+    if known is not None and known.state not in RESOLVED_OR_CLOSED:
         return True
     if state.cleared_at is not None and now - state.cleared_at <= rule.cooldown_s:
         return True
     if state.resolved_at is not None and now - state.resolved_at <= rule.recovery_s:
         return True
-    return known is not None and known.state == "Resolved" and state.resolved_at is None
+    return known is not None and known.state == State.RESOLVED and state.resolved_at is None
 
 
 def _template_problem(error: TemplateError) -> str:

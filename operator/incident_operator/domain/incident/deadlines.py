@@ -54,6 +54,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ...api import Priority
 from ..common.durations import duration_value, format_duration
 from .calendar import BusinessCalendar
 from .priority import parse_priority
@@ -161,9 +162,12 @@ class DeadlineRule:
 
 # ---------------------------------------------------------------------------------------- policy
 
-_DEFAULT_RESPONSE = {"P1": "5m", "P2": "30m", "P3": "2h", "P4": "nextBusinessDay"}
-_DEFAULT_RESOLUTION = {"P1": "4h", "P2": "8h", "P3": "3bd", "P4": "5bd"}
-_DEFAULT_ESCALATION_INTERVAL = {"P1": "5m", "P2": "15m", "P3": "30m", "P4": "4h"}
+_DEFAULT_RESPONSE: dict[str, str] = {
+    Priority.P1: "5m", Priority.P2: "30m", Priority.P3: "2h", Priority.P4: "nextBusinessDay"}
+_DEFAULT_RESOLUTION: dict[str, str] = {
+    Priority.P1: "4h", Priority.P2: "8h", Priority.P3: "3bd", Priority.P4: "5bd"}
+_DEFAULT_ESCALATION_INTERVAL: dict[str, str] = {
+    Priority.P1: "5m", Priority.P2: "15m", Priority.P3: "30m", Priority.P4: "4h"}
 DEFAULT_MAX_ESCALATION_LEVEL = 3
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from ...api import (DETECTED_AT_ANNOTATION, INITIAL_STATE, RESOLVED_OR_CLOSED, SOURCE_ANNOTATION, STATE_INDEX,
+                    STATES, ConditionType, Source, State)
 from . import deadlines as dl
 from .calendar import BusinessCalendar
 from ..common.conditions import find_condition, set_condition, with_progress
@@ -23,25 +25,21 @@ from .timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
 from ..common.status import status_patch  # noqa: F401 - moved to domain/common/status.py
 from ..common.timeutil import format_time, format_time_precise, parse_time
 
-STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated", "Resolved", "Closed")
-STATE_INDEX = {name: index for index, name in enumerate(STATES)}
-STAMP_FIELD = {
-    "Acknowledged": "acknowledgedAt",
-    "Investigating": "investigatingAt",
-    "Mitigated": "mitigatedAt",
-    "Resolved": "resolvedAt",
-    "Closed": "closedAt",
+STAMP_FIELD: dict[str, str] = {
+    State.ACKNOWLEDGED: "acknowledgedAt",
+    State.INVESTIGATING: "investigatingAt",
+    State.MITIGATED: "mitigatedAt",
+    State.RESOLVED: "resolvedAt",
+    State.CLOSED: "closedAt",
 }
 # PagerDuty webhook v3 vocabulary for outbound events.
-STATE_EVENT = {
-    "Acknowledged": "incident.acknowledged",
-    "Investigating": "incident.investigating",
-    "Mitigated": "incident.mitigated",
-    "Resolved": "incident.resolved",
-    "Closed": "incident.closed",
+STATE_EVENT: dict[str, str] = {
+    State.ACKNOWLEDGED: "incident.acknowledged",
+    State.INVESTIGATING: "incident.investigating",
+    State.MITIGATED: "incident.mitigated",
+    State.RESOLVED: "incident.resolved",
+    State.CLOSED: "incident.closed",
 }
-DETECTED_AT_ANNOTATION = "incidents.buttercream.io/detected-at"
-SOURCE_ANNOTATION = "incidents.buttercream.io/source"
 FUTURE_SKEW = timedelta(minutes=5)
 
 
@@ -89,12 +87,12 @@ class Outcome:
 
 
 def _state_of(spec: Mapping[str, Any]) -> str:
-    state = spec.get("state") or "Triggered"
-    return state if state in STATE_INDEX else "Triggered"
+    state = spec.get("state") or INITIAL_STATE
+    return state if state in STATE_INDEX else INITIAL_STATE
 
 
 def _is_acknowledged(state: str) -> bool:
-    return STATE_INDEX[state] >= STATE_INDEX["Acknowledged"]
+    return STATE_INDEX[state] >= STATE_INDEX[State.ACKNOWLEDGED]
 
 
 def _detected_at(metadata: Mapping[str, Any], status: Mapping[str, Any], now: datetime) -> datetime:
@@ -163,7 +161,7 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
 
     if not old.get("detectedAt"):
         status["detectedAt"] = format_time(detected_at)
-        source = (metadata.get("annotations") or {}).get(SOURCE_ANNOTATION) or "Manual"
+        source = (metadata.get("annotations") or {}).get(SOURCE_ANNOTATION) or Source.MANUAL
         status["source"] = source
         entries.append(timeline_entry(detected_at, "Detected",
                                       f"{priority} incident opened ({source}): {spec.get('title', '')}"))
@@ -187,9 +185,9 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
 
     # -- state transitions -------------------------------------------------------------
     if previous is None:
-        previous = "Triggered"
+        previous = INITIAL_STATE
     if target != previous and previous in STATE_INDEX:
-        if target == "Investigating" and previous in ("Resolved", "Closed"):
+        if target == State.INVESTIGATING and previous in RESOLVED_OR_CLOSED:
             status["reopenCount"] = int(old.get("reopenCount") or 0) + 1
             status["lastReopenedAt"] = format_time(now)
             status["resolvedAt"] = None
@@ -200,7 +198,7 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
             outcome.events.append(KubeEvent("Warning", "Reopened", message))
             outcome.notifications.append(Notification(f"reopened-{status['reopenCount']}", "incident.reopened"))
             outcome.reopened = True
-        elif target == "Investigating" and previous == "Mitigated":
+        elif target == State.INVESTIGATING and previous == State.MITIGATED:
             status["mitigatedAt"] = None
             entries.append(timeline_entry(now, "StateChanged", "Mitigation did not hold: back to Investigating"))
         else:
@@ -249,10 +247,10 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
     conditions = status.get("conditions")
     ack_at = parse_time(status.get("acknowledgedAt"))
     if acknowledged:
-        conditions = set_condition(conditions, "Acknowledged", True, "Acknowledged",
+        conditions = set_condition(conditions, ConditionType.ACKNOWLEDGED, True, State.ACKNOWLEDGED,
                                    f"Acknowledged by {spec.get('owner') or 'someone'}", now, generation)
     else:
-        conditions = set_condition(conditions, "Acknowledged", False, "AwaitingAcknowledgement",
+        conditions = set_condition(conditions, ConditionType.ACKNOWLEDGED, False, "AwaitingAcknowledgement",
                                    f"Not yet acknowledged; due by {format_time(response_deadline)}", now, generation)
     old_on_time = find_condition(old.get("conditions"), "ResponseOnTime")
     if acknowledged and ack_at is not None and (ack_at <= response_deadline or status.get("lastReopenedAt")):
@@ -280,9 +278,9 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
         conditions = set_condition(conditions, "ResponseOnTime", True, "WithinDeadline",
                                    f"Acknowledgement due by {format_time(response_deadline)}", now, generation)
 
-    resolved = STATE_INDEX[target] >= STATE_INDEX["Resolved"]
-    conditions = set_condition(conditions, "Resolved", resolved, target if resolved else "Open",
-                               "Resolved" if resolved else f"Open ({target})", now, generation)
+    resolved = STATE_INDEX[target] >= STATE_INDEX[State.RESOLVED]
+    conditions = set_condition(conditions, ConditionType.RESOLVED, resolved, target if resolved else "Open",
+                               State.RESOLVED if resolved else f"Open ({target})", now, generation)
 
     missing = review_missing(spec.get("review"))
     required = review_required(priority)
@@ -318,12 +316,12 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
         # The detection engine writes status.signal after creating the incident, so a recurrence
         # is known at (or shortly after) opening, not necessarily in the first write.
         due.append("recurrence")
-    if target == "Closed" and "resolved-fcr" not in observed:
+    if target == State.CLOSED and "resolved-fcr" not in observed:
         # First-contact resolution is judged when nothing can change it any more: a Closed
         # incident cannot be reopened (CEL), and escalation history is reset by a reopen.
         due.append("resolved-fcr")
     csat = spec.get("csat") or {}
-    if target == "Closed" and csat.get("score") is not None and "csat" not in observed:
+    if target == State.CLOSED and csat.get("score") is not None and "csat" not in observed:
         due.append("csat")
     outcome.observations = due
     status["metrics"] = {"observed": sorted(observed | set(due))}
@@ -341,10 +339,10 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
 
 
 def _summary(state: str, level: int, status: Mapping[str, Any], conditions) -> tuple[str, str]:
-    if state == "Closed":
-        return "Closed", "Closed"
-    if state == "Resolved":
-        return "Resolved", "Resolved; watching for a relapse"
+    if state == State.CLOSED:
+        return State.CLOSED, State.CLOSED
+    if state == State.RESOLVED:
+        return State.RESOLVED, "Resolved; watching for a relapse"
     if level > 0:
         return "Escalated", f"Escalated to level {level}: not acknowledged by its response deadline"
     on_time = find_condition(conditions, "ResponseOnTime") or {}

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Mapping
 
+from ...api import INITIAL_STATE, RESOLVED_OR_CLOSED, State
 from .priority import effective_priority, severity_of
 from .review import review_missing, review_required
 from ..common.timeutil import time_or_none
@@ -28,11 +29,11 @@ MEASURES = (
 MILESTONES = (
     ("Impact started", "startedAt"),
     ("Detected", "detectedAt"),
-    ("Acknowledged", "acknowledgedAt"),
-    ("Investigating", "investigatingAt"),
-    ("Mitigated", "mitigatedAt"),
-    ("Resolved", "resolvedAt"),
-    ("Closed", "closedAt"),
+    (State.ACKNOWLEDGED.value, "acknowledgedAt"),
+    (State.INVESTIGATING.value, "investigatingAt"),
+    (State.MITIGATED.value, "mitigatedAt"),
+    (State.RESOLVED.value, "resolvedAt"),
+    (State.CLOSED.value, "closedAt"),
 )
 
 
@@ -122,7 +123,7 @@ def build_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
     status = incident.get("status") or {}
     review = spec.get("review") or {}
     priority = status.get("priority") or _priority(spec) or "?"
-    state = status.get("state") or spec.get("state") or "Triggered"
+    state = status.get("state") or spec.get("state") or INITIAL_STATE
     out: list[str] = [f"# Post-incident review: {spec.get('title') or metadata.get('name')}", ""]
 
     missing = review_missing(review)
@@ -171,7 +172,7 @@ def build_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
     spans = durations(status)
     for label, stamp in MEASURES:
         out.append(f"| {label} | {format_span(spans[label])} | {stamp} − startedAt |")
-    if not status.get("resolvedAt") and state not in ("Resolved", "Closed"):
+    if not status.get("resolvedAt") and state not in RESOLVED_OR_CLOSED:
         started = time_or_none(status.get("startedAt"))
         if started:
             out.append(f"| Open for | {format_span(now - started)} | now − startedAt |")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from ...api import PRIORITIES, Priority
+
 __all__ = [
     "Priority",
     "Impact",
@@ -37,15 +39,6 @@ __all__ = [
     "parse_impact",
     "parse_urgency",
 ]
-
-
-class Priority(StrEnum):
-    """Incident priority; P1 is the most urgent."""
-
-    P1 = "P1"
-    P2 = "P2"
-    P3 = "P3"
-    P4 = "P4"
 
 
 class Impact(StrEnum):
@@ -73,27 +66,26 @@ class Severity(StrEnum):
     LOW = "Low"
 
 
-#: All priorities, most urgent first, as plain strings.
-PRIORITIES: tuple[str, ...] = tuple(p.value for p in Priority)
+# ``Priority`` and ``PRIORITIES`` (most urgent first) live in api.py.
 
 #: ``(impact, urgency) -> priority``, plain strings, impact first.
 PRIORITY_MATRIX: dict[tuple[str, str], str] = {
-    ("High", "High"): "P1",
-    ("High", "Medium"): "P2",
-    ("Medium", "High"): "P2",
-    ("High", "Low"): "P3",
-    ("Medium", "Medium"): "P3",
-    ("Low", "High"): "P3",
-    ("Medium", "Low"): "P4",
-    ("Low", "Medium"): "P4",
-    ("Low", "Low"): "P4",
+    ("High", "High"): Priority.P1.value,
+    ("High", "Medium"): Priority.P2.value,
+    ("Medium", "High"): Priority.P2.value,
+    ("High", "Low"): Priority.P3.value,
+    ("Medium", "Medium"): Priority.P3.value,
+    ("Low", "High"): Priority.P3.value,
+    ("Medium", "Low"): Priority.P4.value,
+    ("Low", "Medium"): Priority.P4.value,
+    ("Low", "Low"): Priority.P4.value,
 }
 
 _SEVERITY: dict[str, str] = {
-    "P1": Severity.CRITICAL.value,
-    "P2": Severity.HIGH.value,
-    "P3": Severity.MEDIUM.value,
-    "P4": Severity.LOW.value,
+    Priority.P1.value: Severity.CRITICAL.value,
+    Priority.P2.value: Severity.HIGH.value,
+    Priority.P3.value: Severity.MEDIUM.value,
+    Priority.P4.value: Severity.LOW.value,
 }
 
 _LEVELS = ("High", "Medium", "Low")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from ...api import Priority
+
 REQUIRED_SECTIONS = ("timelineNotes", "rootCause", "detection", "communication")
-PRIORITIES_REQUIRING_REVIEW = ("P1", "P2")
+PRIORITIES_REQUIRING_REVIEW = (Priority.P1, Priority.P2)
 
 
 def review_required(priority: str) -> bool:

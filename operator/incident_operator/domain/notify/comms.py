@@ -18,6 +18,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any, Mapping
 
+from ...api import INITIAL_STATE, RESOLVED_OR_CLOSED, Priority, State
 from ..common import sandbox
 from ..common.timeutil import format_time, time_or_none
 
@@ -25,7 +26,7 @@ KINDS = ("status-update", "resolution", "follow-up")
 PUBLIC_STATES = ("investigating", "identified", "monitoring", "resolved")
 PUBLIC_STATE_LABELS = {s: s.capitalize() for s in PUBLIC_STATES}
 # Statuspage impact_override from our priority.
-IMPACT = {"P1": "critical", "P2": "major", "P3": "minor", "P4": "none"}
+IMPACT: dict[str, str] = {Priority.P1: "critical", Priority.P2: "major", Priority.P3: "minor", Priority.P4: "none"}
 RENDER_SECONDS = sandbox.DOCUMENT.max_seconds
 
 
@@ -39,7 +40,7 @@ def template_name(kind: str) -> str:
 
 def kinds_for(state: str) -> tuple[str, ...]:
     """The drafts worth having in a lifecycle state."""
-    if state in ("Resolved", "Closed"):
+    if state in RESOLVED_OR_CLOSED:
         return KINDS
     return ("status-update",)
 
@@ -51,10 +52,10 @@ def public_state(state: str | None, spec: Mapping[str, Any] | None = None) -> st
     ``spec.resolution`` says what the fix is); Mitigated -> ``monitoring`` (a fix is in place
     and we watch it); Resolved, Closed -> ``resolved``.
     """
-    state = state or "Triggered"
-    if state in ("Resolved", "Closed"):
+    state = state or INITIAL_STATE
+    if state in RESOLVED_OR_CLOSED:
         return "resolved"
-    if state == "Mitigated":
+    if state == State.MITIGATED:
         return "monitoring"
     if str((spec or {}).get("resolution") or "").strip():
         return "identified"
@@ -86,7 +87,7 @@ def template_context(incident: Mapping[str, Any], now: datetime) -> dict[str, An
     status = incident.get("status") or {}
     impact = spec.get("customerImpact") or {}
     review = spec.get("review") or {}
-    state = status.get("state") or spec.get("state") or "Triggered"
+    state = status.get("state") or spec.get("state") or INITIAL_STATE
     public = public_state(state, spec)
     priority = status.get("priority") or spec.get("priority")
     started = status.get("startedAt") or spec.get("startedAt")

@@ -13,20 +13,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping
 
+from ...api import HANDOFF_SCHEMA, INITIAL_STATE, State
 from ..common.durations import format_age
 from ..common.timeutil import format_time, time_or_none
-
-SCHEMA = "incidents.buttercream.io/handoff/v1"
 MAX_ACCOUNTS = 50
 MAX_DESCRIPTION = 2000
 
 VERBS = {
     "incident.triggered": "Opened",
-    "incident.acknowledged": "Acknowledged",
-    "incident.investigating": "Investigating",
-    "incident.mitigated": "Mitigated",
-    "incident.resolved": "Resolved",
-    "incident.closed": "Closed",
+    "incident.acknowledged": State.ACKNOWLEDGED.value,
+    "incident.investigating": State.INVESTIGATING.value,
+    "incident.mitigated": State.MITIGATED.value,
+    "incident.resolved": State.RESOLVED.value,
+    "incident.closed": State.CLOSED.value,
     "incident.reopened": "Reopened",
     "incident.escalated": "Escalated",
     "incident.priority_updated": "Priority changed",
@@ -65,7 +64,7 @@ def build_packet(incident: Mapping[str, Any], notification: Mapping[str, Any], n
         links.append({"title": "Detection signal graph", "url": signal["graphURL"]})
 
     return {
-        "schema": SCHEMA,
+        "schema": HANDOFF_SCHEMA,
         "type": event,
         "key": key,
         "dedupKey": f"{metadata.get('uid') or metadata.get('namespace', '')}/{key}",
@@ -80,7 +79,7 @@ def build_packet(incident: Mapping[str, Any], notification: Mapping[str, Any], n
             "team": spec.get("team"),
             "priority": status.get("priority") or spec.get("priority"),
             "severity": status.get("severity"),
-            "state": status.get("state") or spec.get("state") or "Triggered",
+            "state": status.get("state") or spec.get("state") or INITIAL_STATE.value,
             "owner": spec.get("owner"),
             "commander": spec.get("commander"),
             "source": status.get("source"),
