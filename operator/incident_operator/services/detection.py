@@ -146,6 +146,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     names = {g.get("incident") for g in previous_groups if g.get("incident")}
     plan = dom.plan_evaluation(rule, previous_groups, samples, histories,
                                await incidents_view(incident_book, rule.namespace, names), now, seasonals)
+    await _refine_starts(plan, rule, endpoint, prometheus)
     dry_run_entries = await _carry_out(rule_body, rule, plan, config, incident_book, now)
 
     status["groups"] = plan.groups
@@ -211,6 +212,32 @@ async def _seasonal_samples(rule: dom.RuleSpec, rule_body: Mapping[str, Any], en
     return result
 
 
+async def _refine_starts(plan: dom.Plan, rule: dom.RuleSpec, endpoint: Endpoint,
+                         prometheus: PrometheusClient) -> None:
+    """Places each new episode's start on a grid of about a second when the rule's step is coarser
+    (docs/detection.md, "When impact began"): one small range query per opened episode, which is rare.
+    A failed query keeps the estimate from the rule's own step."""
+    for action in plan.actions:
+        level = action.start_level
+        if action.kind not in ("open", "dry-run") or level is None:
+            continue
+        window = dom.refinement_window(rule, level, action.started_at)
+        if window is None:
+            continue
+        start, end, step = window
+        try:
+            series = await prometheus.query_range(endpoint, rule.query, start, end, step)
+        except PrometheusError as error:
+            log.info(f"Keeping the coarse start of {rule.namespace}/{action.incident}: {error}")
+            continue
+        for labels, values in series:
+            if dom.fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels)) == action.fingerprint:
+                action.started_at = dom.refine_start(rule, level, action.started_at, values, step)
+        for group in plan.groups:
+            if group.get("fingerprint") == action.fingerprint:
+                group["startedAt"] = format_time_precise(datetime.fromtimestamp(action.started_at, timezone.utc))
+
+
 async def _write_rule_status(rule_body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
     meta = rule_body["metadata"]
     patch = status_patch(rule_body.get("status") or {}, {k: v for k, v in status.items() if v is not None})
@@ -267,7 +294,8 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
     spec: dict[str, Any] = {
         "title": action.title or f"Spike in {rule.name}",
         "priority": action.priority,
-        "startedAt": format_time(datetime.fromtimestamp(action.started_at, timezone.utc)),
+        # The estimate from the series (the first sample that left normal), to the millisecond.
+        "startedAt": format_time_precise(datetime.fromtimestamp(action.started_at, timezone.utc)),
         "state": "Triggered",
     }
     if action.description:
@@ -308,17 +336,42 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
         created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
         if not is_new and _from_an_earlier_episode(created, action):
             # The group's state was dropped from the rule's status (its windows had long passed), so
-            # its episode count restarted and the name is taken by an old incident: continue the count.
+            # its episode count restarted and the name is taken by an old incident: continue the count,
+            # as a recurrence of the group's latest incident.
             taken = await kube.list_objects(kube.INCIDENTS, rule.namespace,
                                             f"{dom.FINGERPRINT_LABEL}={action.fingerprint}")
-            episode = max([dom.episode_of(i["metadata"]["name"]) for i in taken] + [0]) + 1
-            body["metadata"]["name"] = dom.incident_name(rule.name, action.fingerprint, episode)
-            created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
+            join, previous, episode = dom.continue_episode_count(
+                {i["metadata"]["name"]: (i.get("spec") or {}).get("state") or "Triggered" for i in taken})
+            if join is not None:
+                created = next(i for i in taken if i["metadata"]["name"] == join)
+            else:
+                body["metadata"]["name"] = dom.incident_name(rule.name, action.fingerprint, episode)
+                created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
+                if previous is not None:
+                    action.previous_incident = previous
+                    signal["previousIncident"] = previous
     name = created["metadata"]["name"]
     if is_new:
         log.info(f"Opened incident {rule.namespace}/{name} for {action.labels} (value {action.value:g})")
-    await _write_signal(created, signal)
+    if name == signal.get("previousIncident"):
+        signal.pop("previousIncident")
+    # Both links before the rule's status records the episode: a crash in between redoes them.
+    await _write_signal(created, {**((created.get("status") or {}).get("signal") or {}), **signal})
+    if signal.get("previousIncident"):
+        await _link_later_incident(rule.namespace, signal["previousIncident"], name)
     return name
+
+
+async def _link_later_incident(namespace: str, earlier: str, later: str) -> None:
+    """Lists ``later`` in ``earlier``'s status.signal.laterIncidents (bounded), so the link goes both ways."""
+    current = await kube.get_object(kube.INCIDENTS, namespace, earlier)
+    if current is None:
+        log.info(f"Incident {namespace}/{earlier} is gone; {later} keeps its previousIncident link only")
+        return
+    signal = dict((current.get("status") or {}).get("signal") or {})
+    linked = dom.with_later_incident(signal.get("laterIncidents"), later)
+    if linked != signal.get("laterIncidents"):
+        await _write_signal(current, {**signal, "laterIncidents": linked})
 
 
 def _from_an_earlier_episode(existing: Mapping[str, Any], action: dom.Action) -> bool:
