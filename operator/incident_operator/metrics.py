@@ -59,6 +59,13 @@ EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # PrometheusError reasons (adapters/prometheus.py); anything else is counted as "Other".
 EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other")
 DEFAULT_NEW_SERIES_DELAY = 90.0
+# Response SLO (docs/metrics.md, "Response SLOs"): the share of responses (first acknowledgements)
+# that should meet the priority's response deadline. metrics.responseObjectives overrides them.
+DEFAULT_RESPONSE_OBJECTIVES = {"P1": 0.95, "P2": 0.95, "P3": 0.95, "P4": 0.95}
+RESPONSE_RESULTS = ("met", "missed")
+# ResponseOnTime reasons (domain/incident/lifecycle.py) once the response is decided.
+RESPONSE_MET_REASONS = ("AcknowledgedInTime",)
+RESPONSE_DECIDED_REASONS = ("AcknowledgedInTime", "AcknowledgedLate", "DeadlineBreached")
 
 # observation name -> (histogram attribute, end stamp, start stamp)
 DURATIONS = {
@@ -99,6 +106,34 @@ def first_contact(status: Mapping[str, Any]) -> bool:
     """Resolved with no reopen and no escalation (a reopen resets the level, not reopenCount)."""
     return (int(status.get("reopenCount") or 0) == 0
             and int((status.get("escalation") or {}).get("level") or 0) == 0)
+
+
+def response_result(status: Mapping[str, Any]) -> str | None:
+    """``met`` or ``missed`` once the ResponseOnTime condition has decided the response, else None."""
+    for condition in status.get("conditions") or ():
+        if isinstance(condition, Mapping) and condition.get("type") == "ResponseOnTime":
+            reason = condition.get("reason")
+            if reason in RESPONSE_DECIDED_REASONS:
+                return "met" if reason in RESPONSE_MET_REASONS else "missed"
+    return None
+
+
+def parse_response_objectives(value: Any) -> dict[str, float]:
+    """``metrics.responseObjectives`` ({P2: 0.95, ...}, fractions strictly between 0 and 1) over the
+    defaults; ValueError naming what is wrong."""
+    objectives = dict(DEFAULT_RESPONSE_OBJECTIVES)
+    if value is None:
+        return objectives
+    if not isinstance(value, Mapping):
+        raise ValueError("metrics.responseObjectives must be a mapping of priority to a fraction, e.g. {P2: 0.95}")
+    for priority, fraction in value.items():
+        if priority not in PRIORITIES:
+            raise ValueError(f"metrics.responseObjectives: unknown priority {priority!r} (known: {', '.join(PRIORITIES)})")
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < float(fraction) < 1:
+            raise ValueError(f"metrics.responseObjectives.{priority} must be a fraction between 0 and 1 "
+                             f"(exclusive), e.g. 0.95; got {fraction!r}")
+        objectives[priority] = float(fraction)
+    return objectives
 
 
 def service_label(spec: Mapping[str, Any] | None) -> str:
@@ -207,7 +242,8 @@ class IncidentMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, new_series_delay: float = 0.0,
                  max_escalation_level: int = 3,
                  index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None] | None = None,
-                 clock: Callable[[], float] = time.time, version: str | None = None):
+                 clock: Callable[[], float] = time.time, version: str | None = None,
+                 response_objectives: Mapping[str, float] | None = None):
         self.registry = registry if registry is not None else CollectorRegistry()
         self.new_series_delay = float(new_series_delay)
         self._clock = clock
@@ -251,6 +287,18 @@ class IncidentMetrics:
             "incidents_resolved",
             "Incidents Closed, by whether they were resolved at first contact (no escalation, no reopen).",
             "priority", "first_contact")
+        self.responses = counter(
+            "incident_responses",
+            "Responses (first acknowledgements) by whether they met the priority's response deadline: "
+            "result=met (acknowledged in time) or missed (the deadline passed first). Each incident once.",
+            "priority", "result")
+        self.response_objective = Gauge(
+            "incident_response_objective_ratio",
+            "Response SLO: the share of responses that should meet the response deadline "
+            "(metrics.responseObjectives), for the burn-rate alerts and the error-budget panels.",
+            ["priority"], registry=r)
+        for priority, fraction in (response_objectives or DEFAULT_RESPONSE_OBJECTIVES).items():
+            self.response_objective.labels(priority).set(fraction)
         self.csat_score = Histogram("incident_csat_score",
                                     "CSAT score (1-5) of each Closed incident with one.",
                                     ["priority"], buckets=CSAT_BUCKETS, registry=r)
@@ -278,6 +326,8 @@ class IncidentMetrics:
                 self._child(self.escalations, priority, str(level))
             for fcr in ("true", "false"):
                 self._child(self.resolved, priority, fcr)
+            for result in RESPONSE_RESULTS:
+                self._child(self.responses, priority, result)
         for reason in EVALUATION_ERROR_REASONS:
             self._child(self.evaluation_errors, reason)
 
@@ -334,6 +384,10 @@ class IncidentMetrics:
                             lambda c: c.inc())
             elif name == "recurrence":
                 self._apply(self.recurrences, (priority,), lambda c: c.inc())
+            elif name == "response":
+                result = response_result(status)
+                if result is not None:
+                    self._apply(self.responses, (priority, result), lambda c: c.inc())
             elif name == "resolved-fcr":
                 self._apply(self.resolved, (priority, "true" if first_contact(status) else "false"),
                             lambda c: c.inc())
@@ -387,7 +441,8 @@ def current() -> IncidentMetrics:
 
 def configure(*, new_series_delay: float = DEFAULT_NEW_SERIES_DELAY, max_escalation_level: int = 3,
               index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None] | None = None,
-              process_collectors: bool = True) -> IncidentMetrics:
+              process_collectors: bool = True,
+              response_objectives: Mapping[str, float] | None = None) -> IncidentMetrics:
     """Builds the process's metrics on a fresh registry (runtime.py calls this once, before kopf starts)."""
     global _current
     import prometheus_client
@@ -399,7 +454,8 @@ def configure(*, new_series_delay: float = DEFAULT_NEW_SERIES_DELAY, max_escalat
         prometheus_client.PlatformCollector(registry=registry)
         prometheus_client.GCCollector(registry=registry)
     _current = IncidentMetrics(registry, new_series_delay=new_series_delay,
-                               max_escalation_level=max_escalation_level, index_source=index_source)
+                               max_escalation_level=max_escalation_level, index_source=index_source,
+                               response_objectives=response_objectives)
     return _current
 
 

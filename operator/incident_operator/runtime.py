@@ -64,6 +64,14 @@ def new_series_delay(config: OperatorConfig) -> float:
     return seconds
 
 
+def response_objectives(config: OperatorConfig) -> dict[str, float]:
+    """``metrics.responseObjectives`` ({P1: 0.99, P2: 0.95, ...}): the response SLO per priority."""
+    try:
+        return metrics.parse_response_objectives((config.raw.get("metrics") or {}).get("responseObjectives"))
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+
+
 async def start_metrics_server(config: OperatorConfig, memo: kopf.Memo) -> web.AppRunner:
     """Serves the prometheus-client registry on ``config.metrics_port`` from the event loop.
 
@@ -74,6 +82,7 @@ async def start_metrics_server(config: OperatorConfig, memo: kopf.Memo) -> web.A
         new_series_delay=new_series_delay(config),
         max_escalation_level=config.deadlines.max_escalation_level,
         index_source=lambda: book.by_state() if (book := memo.get("incident_book")) is not None else None,
+        response_objectives=response_objectives(config),
     )
 
     async def scrape(request: web.Request) -> web.Response:
