@@ -23,7 +23,7 @@ the series has been exposed at 0 for ``newSeriesDelay`` seconds (default 90, set
 scrape interval); the bounded label sets (priority x level, first_contact, reason...) are created
 at 0 at start-up. See :class:`IncidentMetrics`.
 
-Label cardinality: priority (4), state (6), source (3), level (<= maxEscalationLevel), reason
+Label cardinality: priority (4), state (6), source (3), level (<= maxEscalationLevel), result (2), reason
 (a fixed set) and ``service``, which users choose: one series set per (priority, service) pair
 that ever had an incident. Never an incident name or an account id.
 """
