@@ -203,7 +203,9 @@ def test_started_at_is_the_first_sample_of_the_spike_not_the_detection(
     obj = wait_until(lambda: (lambda o: o if (o.get("status") or {}).get("startedAt") else None)(
         kubectl.get("incident", name)), 15, what="status.startedAt")
     assert abs(ts(obj["status"]["startedAt"]) - started) < 1.0  # status follows spec (second precision)
-    [group] = kubectl.get("detectionrule", "start")["status"]["groups"]
+    # The rule's status is written after the incident (it records the episode last).
+    [group] = wait_until(lambda: kubectl.get("detectionrule", "start")["status"].get("groups"), 15,
+                         what="the rule to record the episode")
     assert ts(group["startedAt"]) == started
 
     # A person back-dates the start during the review: the engine keeps it while the spike goes on.
