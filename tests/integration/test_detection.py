@@ -11,8 +11,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.kubectl import GROUP, VERSION, condition
-from tests.support.processes import free_port, wait_until
-from tests.support.prometheus import Prometheus
+from tools.devenv.processes import free_port, wait_until  # noqa: F401 - free_port: used by tests on branch recurrence
+from tools.devenv.prometheus import Prometheus
 
 RULE_LABEL = "incidents.buttercream.io/rule"
 
