@@ -116,11 +116,14 @@ def parse_response_objectives(value: Any) -> dict[str, float]:
     if value is None:
         return objectives
     if not isinstance(value, Mapping):
-        raise ValueError("metrics.responseObjectives must be a mapping of priority to a fraction, e.g. {P2: 0.95}")
+        raise ValueError("metrics.responseObjectives must be a mapping of priority to a fraction, "
+                         "e.g. {P2: 0.95}")
     for priority, fraction in value.items():
         if priority not in PRIORITIES:
-            raise ValueError(f"metrics.responseObjectives: unknown priority {priority!r} (known: {', '.join(PRIORITIES)})")
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < float(fraction) < 1:
+            raise ValueError(f"metrics.responseObjectives: unknown priority {priority!r} "
+                             f"(known: {', '.join(PRIORITIES)})")
+        if (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                or not 0 < float(fraction) < 1):
             raise ValueError(f"metrics.responseObjectives.{priority} must be a fraction between 0 and 1 "
                              f"(exclusive), e.g. 0.95; got {fraction!r}")
         objectives[priority] = float(fraction)

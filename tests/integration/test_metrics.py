@@ -319,7 +319,8 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
             ("Responses on time (SLI) and objective", "A"): expect_equal(
                 legend="{{priority}} on time", **{"P1 on time": 0, "P2 on time": 1, "P3 on time": 1}),
             ("Responses on time (SLI) and objective", "B"): expect_equal(
-                legend="{{priority}} objective", **{f"{p} objective": 0.95 for p in ("P1", "P2", "P3", "P4")}),
+                legend="{{priority}} objective",
+                **{f"{p} objective": 0.95 for p in ("P1", "P2", "P3", "P4")}),
             ("Error budget remaining", "A"): expect_equal(label="priority", P1=1 - 1 / 0.05, P2=1, P3=1),
             ("Error budget burn rate", "A"): expect_equal(
                 legend="{{priority}} 1h", **{"P1 1h": 1 / 0.05, "P2 1h": 0, "P3 1h": 0}),

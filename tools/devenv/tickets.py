@@ -94,5 +94,6 @@ class TicketExporter:
             for topic, count in sorted(self._counts.items()):
                 lines.append(f'support_tickets_created_total{{topic="{topic}"}} {int(count)}')
             if scraped_at is not None:
-                self.scrapes.append((scraped_at, {topic: int(count) for topic, count in self._counts.items()}))
+                exposed = {topic: int(count) for topic, count in self._counts.items()}
+                self.scrapes.append((scraped_at, exposed))
         return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from . import deadlines as dl
 from .calendar import BusinessCalendar
@@ -344,7 +344,7 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
     return outcome
 
 
-def _response_decided(conditions) -> bool:
+def _response_decided(conditions: Iterable[Mapping[str, Any]] | None) -> bool:
     """The ResponseOnTime condition says the response met or missed its deadline (not "still due")."""
     on_time = find_condition(conditions, "ResponseOnTime") or {}
     return on_time.get("reason") in ("AcknowledgedInTime", "AcknowledgedLate", "DeadlineBreached")
