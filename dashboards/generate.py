@@ -155,6 +155,10 @@ def build() -> dashboard.Dashboard:
                        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED).sort(VariableSort.ALPHABETICAL_ASC)
                        .multi(True).include_all(True).all_value(".*")
                        .current(VariableOption(selected=True, text="All", value="$__all")))
+        .with_variable(dashboard.CustomVariable("slo_window").label("SLO period")
+                       .description("The response SLO's period: the window of the SLI and the error budget.")
+                       .values("28d,30d,7d")
+                       .current(VariableOption(selected=True, text="28d", value="28d")))
     )
 
     board = board.with_row(dashboard.Row("Right now"))
@@ -213,11 +217,13 @@ def build() -> dashboard.Dashboard:
               "{{priority}}", "B"),
         unit="percentunit", decimals=0))
     board = board.with_panel(stat_panel(
-        "Recurrence", "Recurrence rate = incidents whose group had an earlier incident "
-        "(status.signal.previousIncident) / incidents opened; reopens = resolved incidents that relapsed.",
+        "Recurrence", "Recurrence rate = recurrences / incidents opened; a recurrence is an incident whose "
+        "rule and group had an earlier incident (status.signal.previousIncident: the group fired again after "
+        "the recovery window); reopens = resolved incidents that relapsed inside it.",
         query(f"sum(increase(incident_recurrences_total{p}[$__range]))"
               f" / sum(increase(incidents_opened_total{p}[$__range]))", "recurrence rate", "A"),
         query(f"sum(increase(incident_reopens_total{p}[$__range]))", "reopens", "B"),
+        query(f"sum(increase(incident_recurrences_total{p}[$__range]))", "recurrences", "C"),
         decimals=2))
     board = board.with_panel(stat_panel(
         "CSAT", "Mean CSAT score (1-5) of the incidents Closed with a score (each incident weighs the same), "
@@ -226,6 +232,41 @@ def build() -> dashboard.Dashboard:
               f" / sum(increase(incident_csat_score_count{p}[$__range]))", "mean score", "A"),
         query(f"sum(increase(incident_csat_responses_total{p}[$__range]))", "responses", "B"),
         decimals=1, steps=((None, "red"), (3, "orange"), (4, "green"))))
+
+    board = board.with_row(dashboard.Row("Response SLOs (response deadlines met, over the SLO period)"))
+    responses = f"incident_responses_total{p}"
+    missed = f'incident_responses_total{{{JOB}, {PRIO}, result="missed"}}'
+    budget = f"(1 - max by (priority) (incident_response_objective_ratio{p}))"
+
+    def missed_ratio(window: str, fn: str = "increase") -> str:
+        return (f"(sum by (priority) ({fn}({missed}[{window}]))"
+                f" / (sum by (priority) ({fn}({responses}[{window}])) > 0))")
+
+    board = board.with_panel(bar_panel(
+        "Responses on time (SLI) and objective",
+        "SLI = first acknowledgements within the priority's response deadline / responses decided, per "
+        "priority, over the SLO period ($slo_window); a response is decided when it is acknowledged or "
+        "when the deadline passes first. The objective is metrics.responseObjectives "
+        "(incident_response_objective_ratio).",
+        query(f'sum by (priority) (increase(incident_responses_total{{{JOB}, {PRIO}, result="met"}}'
+              f"[$slo_window])) / (sum by (priority) (increase({responses}[$slo_window])) > 0)",
+              "{{priority}} on time", "A"),
+        query(f"max by (priority) (incident_response_objective_ratio{p})", "{{priority}} objective", "B"),
+        unit="percentunit", width=8, decimals=1))
+    board = board.with_panel(stat_panel(
+        "Error budget remaining",
+        "1 - (responses missed / responses) / (1 - objective), per priority, over the SLO period: 100% "
+        "= no deadline missed, 0 = the budget is spent, below 0 = the SLO is not met.",
+        query(f"1 - {missed_ratio('$slo_window')} / {budget}", "{{priority}}"),
+        unit="percentunit", width=6, decimals=0, steps=((None, "red"), (0, "orange"), (0.25, "green"))))
+    board = board.with_panel(series_panel(
+        "Error budget burn rate",
+        "Error ratio / error budget per priority over the last 1 h and 6 h: 1 spends the budget in "
+        "exactly the SLO period. The alerts page at 14.4 (1 h, confirmed over 5 m) or 6 (6 h, over 30 m) "
+        "and open a ticket at 3 (1 d, over 2 h) or 1 (3 d, over 6 h); see docs/metrics.md.",
+        query(f"{missed_ratio('1h', 'rate')} / {budget}", "{{priority}} 1h", "A", instant=False),
+        query(f"{missed_ratio('6h', 'rate')} / {budget}", "{{priority}} 6h", "B", instant=False),
+        width=10))
 
     board = board.with_row(dashboard.Row("Detection and operator health"))
     board = board.with_panel(series_panel(

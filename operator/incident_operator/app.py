@@ -70,7 +70,8 @@ def build_context(config: OperatorConfig) -> OperatorContext:
         prometheus=prometheus,
         metrics=metrics.configure(new_series_delay=config.new_series_delay,
                                   max_escalation_level=config.deadlines.max_escalation_level,
-                                  index_source=book.by_state),
+                                  index_source=book.by_state,
+                                  response_objectives=config.response_objectives),
         incident_book=book,
         correlator=correlator,
         detection=Detection(

@@ -14,6 +14,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .api import PRIORITIES
+
 from .domain.alerts.alertmanager import AlertSettings, InvalidSettings, parse_settings as parse_alertmanager_settings
 from .domain.alerts.alertmanager import with_fallback_namespace
 from .domain.common.durations import parse_duration
@@ -26,6 +28,9 @@ from .domain.incident.timeline import DEFAULT_TIMELINE_LIMIT
 CONFIG_ENV = "INCIDENT_OPERATOR_CONFIG"
 # Keep above the Prometheus scrape interval: see metrics.py (a new series is exposed at 0 first).
 DEFAULT_NEW_SERIES_DELAY = 90.0
+# Response SLO (docs/metrics.md, "Response SLOs"): the share of responses (first acknowledgements)
+# that should meet the priority's response deadline. metrics.responseObjectives overrides them.
+DEFAULT_RESPONSE_OBJECTIVES: Mapping[str, float] = {priority.value: 0.95 for priority in PRIORITIES}
 KNOWN_KEYS = {
     "namespaces", "prometheus", "calendar", "deadlines", "timelineLimit", "metrics", "health",
     "detection", "notifications", "templates", "grafana", "alertmanager", "escalationPolicies",
@@ -62,6 +67,7 @@ class OperatorConfig:
     timeline_limit: int = DEFAULT_TIMELINE_LIMIT
     metrics_port: int = 8080
     new_series_delay: float = DEFAULT_NEW_SERIES_DELAY  # metrics.newSeriesDelay, seconds
+    response_objectives: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RESPONSE_OBJECTIVES))
     health_port: int = 8081
     max_concurrent_evaluations: int = 16
     delivery: DeliverySettings = field(default_factory=DeliverySettings)  # parsed `notifications`
@@ -123,6 +129,7 @@ class OperatorConfig:
                 timeline_limit=timeline_limit,
                 metrics_port=int(metrics.get("port", 8080)),
                 new_series_delay=_new_series_delay(metrics.get("newSeriesDelay", DEFAULT_NEW_SERIES_DELAY)),
+                response_objectives=parse_response_objectives(metrics.get("responseObjectives")),
                 health_port=int((data.get("health") or {}).get("port", 8081)),
                 max_concurrent_evaluations=int(detection.get("maxConcurrentEvaluations", 16)),
                 delivery=DeliverySettings.from_dict(data.get("notifications")),
@@ -137,6 +144,27 @@ class OperatorConfig:
             raise
         except (TypeError, ValueError) as error:
             raise ConfigError(f"invalid operator configuration: {error}") from error
+
+
+def parse_response_objectives(value: Any) -> dict[str, float]:
+    """``metrics.responseObjectives`` ({P2: 0.95, ...}, fractions strictly between 0 and 1) over the
+    defaults; ConfigError naming what is wrong."""
+    objectives = dict(DEFAULT_RESPONSE_OBJECTIVES)
+    if value is None:
+        return objectives
+    if not isinstance(value, Mapping):
+        raise ConfigError("metrics.responseObjectives must be a mapping of priority to a fraction, "
+                         "e.g. {P2: 0.95}")
+    for priority, fraction in value.items():
+        if priority not in PRIORITIES:
+            raise ConfigError(f"metrics.responseObjectives: unknown priority {priority!r} "
+                             f"(known: {', '.join(PRIORITIES)})")
+        if (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                or not 0 < float(fraction) < 1):
+            raise ConfigError(f"metrics.responseObjectives.{priority} must be a fraction between 0 and 1 "
+                             f"(exclusive), e.g. 0.95; got {fraction!r}")
+        objectives[priority] = float(fraction)
+    return objectives
 
 
 def _new_series_delay(value: Any) -> float:

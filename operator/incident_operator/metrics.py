@@ -23,7 +23,7 @@ the series has been exposed at 0 for ``newSeriesDelay`` seconds (default 90, set
 scrape interval); the bounded label sets (priority x level, first_contact, reason...) are created
 at 0 at start-up. See :class:`IncidentMetrics`.
 
-Label cardinality: priority (4), state (6), source (3), level (<= maxEscalationLevel), reason
+Label cardinality: priority (4), state (6), source (3), level (<= maxEscalationLevel), result (2), reason
 (a fixed set) and ``service``, which users choose: one series set per (priority, service) pair
 that ever had an incident. Never an incident name or an account id.
 """
@@ -43,7 +43,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .api import INITIAL_STATE, NOT_CLOSED, PRIORITIES, SOURCES, Source, State
-from .config import DEFAULT_NEW_SERIES_DELAY
+from .config import DEFAULT_NEW_SERIES_DELAY, DEFAULT_RESPONSE_OBJECTIVES
 from .domain.common.timeutil import epoch_or_none
 from .domain.incident.priority import effective_priority
 
@@ -57,6 +57,10 @@ CSAT_BUCKETS = (1, 2, 3, 4, 5)
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # PrometheusError reasons (adapters/prometheus.py); anything else is counted as "Other".
 EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other")
+RESPONSE_RESULTS = ("met", "missed")
+# ResponseOnTime reasons (domain/incident/lifecycle.py) once the response is decided.
+RESPONSE_MET_REASONS = ("AcknowledgedInTime",)
+RESPONSE_DECIDED_REASONS = ("AcknowledgedInTime", "AcknowledgedLate", "DeadlineBreached")
 
 # observation name -> (histogram attribute, end stamp, start stamp)
 DURATIONS = {
@@ -88,6 +92,17 @@ def first_contact(status: Mapping[str, Any]) -> bool:
     """Resolved with no reopen and no escalation (a reopen resets the level, not reopenCount)."""
     return (int(status.get("reopenCount") or 0) == 0
             and int((status.get("escalation") or {}).get("level") or 0) == 0)
+
+
+def response_result(status: Mapping[str, Any]) -> str | None:
+    """``met`` or ``missed`` once the ResponseOnTime condition has decided the response, else None."""
+    for condition in status.get("conditions") or ():
+        if isinstance(condition, Mapping) and condition.get("type") == "ResponseOnTime":
+            reason = condition.get("reason")
+            if reason in RESPONSE_DECIDED_REASONS:
+                return "met" if reason in RESPONSE_MET_REASONS else "missed"
+    return None
+
 
 
 def service_label(spec: Mapping[str, Any] | None) -> str:
@@ -196,7 +211,8 @@ class IncidentMetrics:
     def __init__(self, registry: CollectorRegistry | None = None, *, new_series_delay: float = 0.0,
                  max_escalation_level: int = 3,
                  index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None] | None = None,
-                 clock: Callable[[], float] = time.time, version: str | None = None):
+                 clock: Callable[[], float] = time.time, version: str | None = None,
+                 response_objectives: Mapping[str, float] | None = None):
         self.registry = registry if registry is not None else CollectorRegistry()
         self.new_series_delay = float(new_series_delay)
         self._clock = clock
@@ -240,6 +256,18 @@ class IncidentMetrics:
             "incidents_resolved",
             "Incidents Closed, by whether they were resolved at first contact (no escalation, no reopen).",
             "priority", "first_contact")
+        self.responses = counter(
+            "incident_responses",
+            "Responses (first acknowledgements) by whether they met the priority's response deadline: "
+            "result=met (acknowledged in time) or missed (the deadline passed first). Each incident once.",
+            "priority", "result")
+        self.response_objective = Gauge(
+            "incident_response_objective_ratio",
+            "Response SLO: the share of responses that should meet the response deadline "
+            "(metrics.responseObjectives), for the burn-rate alerts and the error-budget panels.",
+            ["priority"], registry=r)
+        for priority, fraction in (response_objectives or DEFAULT_RESPONSE_OBJECTIVES).items():
+            self.response_objective.labels(priority).set(fraction)
         self.csat_score = Histogram("incident_csat_score",
                                     "CSAT score (1-5) of each Closed incident with one.",
                                     ["priority"], buckets=CSAT_BUCKETS, registry=r)
@@ -267,6 +295,8 @@ class IncidentMetrics:
                 self._child(self.escalations, priority, str(level))
             for fcr in ("true", "false"):
                 self._child(self.resolved, priority, fcr)
+            for result in RESPONSE_RESULTS:
+                self._child(self.responses, priority, result)
         for reason in EVALUATION_ERROR_REASONS:
             self._child(self.evaluation_errors, reason)
 
@@ -323,6 +353,10 @@ class IncidentMetrics:
                             lambda c: c.inc())
             elif name == "recurrence":
                 self._apply(self.recurrences, (priority,), lambda c: c.inc())
+            elif name == "response":
+                result = response_result(status)
+                if result is not None:
+                    self._apply(self.responses, (priority, result), lambda c: c.inc())
             elif name == "resolved-fcr":
                 self._apply(self.resolved, (priority, "true" if first_contact(status) else "false"),
                             lambda c: c.inc())
@@ -376,7 +410,8 @@ def current() -> IncidentMetrics:
 
 def configure(*, new_series_delay: float = DEFAULT_NEW_SERIES_DELAY, max_escalation_level: int = 3,
               index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None] | None = None,
-              process_collectors: bool = True) -> IncidentMetrics:
+              process_collectors: bool = True,
+              response_objectives: Mapping[str, float] | None = None) -> IncidentMetrics:
     """Builds the process's metrics on a fresh registry (app.py calls this once, before kopf starts)."""
     global _current
     import prometheus_client
@@ -388,7 +423,8 @@ def configure(*, new_series_delay: float = DEFAULT_NEW_SERIES_DELAY, max_escalat
         prometheus_client.PlatformCollector(registry=registry)
         prometheus_client.GCCollector(registry=registry)
     _current = IncidentMetrics(registry, new_series_delay=new_series_delay,
-                               max_escalation_level=max_escalation_level, index_source=index_source)
+                               max_escalation_level=max_escalation_level, index_source=index_source,
+                               response_objectives=response_objectives)
     return _current
 
 

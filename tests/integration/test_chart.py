@@ -165,7 +165,7 @@ def test_rendered_config_is_accepted_by_the_operator():
         "notifications": {"maxAttempts": 5, "backoff": {"initial": "2s", "max": "1m"}},
         "escalationPolicies": {"namespace": "oncall"},
         "templates": {"configMap": "comms-templates", "namespace": "comms"},
-        "metrics": {"port": 9100, "newSeriesDelay": "2m"},
+        "metrics": {"port": 9100, "newSeriesDelay": "2m", "responseObjectives": {"P2": 0.99}},
         "health": {"port": 9101},
     }
     docs = chart.documents(chart.render(values=values))
@@ -182,6 +182,7 @@ def test_rendered_config_is_accepted_by_the_operator():
     assert config.grafana_url == "https://grafana.example.com"
     assert config.metrics_port == 9100 and config.health_port == 9101
     assert config.new_series_delay == 120
+    assert config.response_objectives == {"P1": 0.95, "P2": 0.99, "P3": 0.95, "P4": 0.95}
     container = chart.one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "--liveness=http://0.0.0.0:9101/healthz" in container["args"]
     assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": 9100, "health": 9101}
@@ -189,6 +190,8 @@ def test_rendered_config_is_accepted_by_the_operator():
 
 @pytest.mark.parametrize("values,message", [
     ({"metrics": {"port": 0}}, "/metrics/port"),
+    ({"metrics": {"port": 8080, "responseObjectives": {"P2": 1.5}}}, "/metrics/responseObjectives/P2"),
+    ({"metrics": {"port": 8080, "responseObjectives": {"P5": 0.9}}}, "/metrics/responseObjectives"),
     ({"watchNamespaces": "support"}, "/watchNamespaces"),
     ({"watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces/0"),
     ({"deadlines": {"response": {"P5": "1m"}}}, "/deadlines/response"),

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.kubectl import GROUP, VERSION, condition
 from tools.devenv.processes import free_port, wait_until  # noqa: F401 - free_port: used by tests on branch recurrence
@@ -167,3 +170,96 @@ def test_baseline_detector_learns_normal_and_fires_on_a_spike(kubectl, start_ope
     [opened] = wait_until(lambda: incidents_of(kubectl, "learned"), 30, what="the baseline detector to fire")
     signal = wait_until(lambda: kubectl.get("incident", opened["metadata"]["name"])["status"].get("signal"), 10)
     assert signal["baseline"] < signal["value"]
+
+
+@pytest.mark.parametrize("interval", ["1s", "10s"])
+def test_started_at_is_the_first_sample_of_the_spike_not_the_detection(
+        kubectl, start_operator, prometheus, exporter, interval):
+    """The session Prometheus scrapes every second. The spike appears in one scrape (a burst of 8
+    tickets: out of normal, under the threshold of 15) and crosses the threshold a few scrapes later;
+    spec.startedAt is within one scrape interval of that first scrape, whether the rule steps every
+    second or every 10 s (then the start is refined on a 1 s grid)."""
+    topic = "start-" + uuid.uuid4().hex[:4]
+    exporter.set_rate(topic, 0.2)
+    start_operator({"prometheus": {"url": prometheus.url}})
+    kubectl.apply(rule("start", f'target="{exporter.target}",topic="{topic}"', interval=interval))
+    wait_until(lambda: condition(kubectl.get("detectionrule", "start"), "Ready")["reason"] == "Evaluating",
+               20, what="rule evaluating")
+    time.sleep(12)  # the rule's 10 s windows hold only quiet traffic: that is what is normal
+    assert incidents_of(kubectl, "start") == []
+
+    before = exporter.count(topic)
+    burst_at = time.time()
+    exporter.burst(topic, 8)
+    exporter.set_rate(topic, 3.0)
+    [incident] = wait_until(lambda: incidents_of(kubectl, "start"), 40, what="an incident")
+    first_spiking_sample = exporter.first_scrape_with(topic, before + 8, burst_at)
+    assert first_spiking_sample is not None
+    name = incident["metadata"]["name"]
+    started = ts(incident["spec"]["startedAt"])
+    assert first_spiking_sample - 1.0 <= started <= first_spiking_sample + 1.0, (
+        f"startedAt {incident['spec']['startedAt']} vs first spiking sample "
+        f"{datetime.fromtimestamp(first_spiking_sample, timezone.utc).isoformat()}")
+    obj = wait_until(lambda: (lambda o: o if (o.get("status") or {}).get("startedAt") else None)(
+        kubectl.get("incident", name)), 15, what="status.startedAt")
+    assert abs(ts(obj["status"]["startedAt"]) - started) < 1.0  # status follows spec (second precision)
+    # The rule's status is written after the incident (it records the episode last).
+    [group] = wait_until(lambda: kubectl.get("detectionrule", "start")["status"].get("groups"), 15,
+                         what="the rule to record the episode")
+    assert ts(group["startedAt"]) == started
+
+    # A person back-dates the start during the review: the engine keeps it while the spike goes on.
+    back_dated = (datetime.fromtimestamp(started, timezone.utc) - timedelta(minutes=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    kubectl.patch("incident", name, {"spec": {"startedAt": back_dated}})
+    seen = kubectl.get("incident", name)["status"]["signal"]["lastSeen"]
+    wait_until(lambda: kubectl.get("incident", name)["status"]["signal"]["lastSeen"] != seen, 90,
+               what="the engine to update the evidence again")
+    assert kubectl.get("incident", name)["spec"]["startedAt"] == back_dated
+
+
+def metric_samples(url: str) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_a_spike_after_the_recovery_window_is_a_recurrence_linked_both_ways_and_counted(
+        kubectl, start_operator, prometheus, exporter):
+    topic = "again-" + uuid.uuid4().hex[:4]
+    exporter.set_rate(topic, 0.0)
+    operator = start_operator({"prometheus": {"url": prometheus.url}, "metrics": {"port": free_port(), "newSeriesDelay": "0s"}})
+    kubectl.apply(rule("again", f'target="{exporter.target}",topic="{topic}"', recoveryWindow="5s"))
+    wait_until(lambda: condition(kubectl.get("detectionrule", "again"), "Ready")["reason"] == "Evaluating",
+               20, what="rule evaluating")
+
+    exporter.set_rate(topic, 5.0)
+    [first] = wait_until(lambda: incidents_of(kubectl, "again"), 30, what="the first incident")
+    first_name = first["metadata"]["name"]
+    exporter.set_rate(topic, 0.0)
+    wait_until(lambda: all(g["episodeState"]["phase"] == "Inactive"
+                           for g in kubectl.get("detectionrule", "again")["status"].get("groups", [])),
+               40, interval=0.5, what="the group to clear")
+    kubectl.patch("incident", first_name, {"spec": {"state": "Resolved", "owner": "erin"}})
+    resolved_at = ts(wait_until(lambda: kubectl.get("incident", first_name)["status"].get("resolvedAt"), 15,
+                                what="resolved"))
+    time.sleep(max(resolved_at + 5 + 2 - time.time(), 0))  # past the 5 s recovery window
+
+    exporter.set_rate(topic, 5.0)
+    both = wait_until(lambda: (lambda found: found if len(found) == 2 else None)(incidents_of(kubectl, "again")),
+                      40, what="a second incident")
+    [second_name] = [i["metadata"]["name"] for i in both if i["metadata"]["name"] != first_name]
+    second = wait_until(lambda: (lambda o: o if ((o.get("status") or {}).get("signal") or {}).get(
+        "previousIncident") else None)(kubectl.get("incident", second_name)), 15, what="the backward link")
+    assert second["status"]["signal"]["previousIncident"] == first_name
+    assert kubectl.get("incident", first_name)["status"]["signal"]["laterIncidents"] \
+        == [second_name]
+    assert kubectl.get("incident", first_name)["spec"]["state"] == "Resolved"  # not reopened
+
+    priority = second["status"].get("priority") or second["spec"]["priority"]
+    wait_until(lambda: "recurrence" in ((kubectl.get("incident", second_name)["status"].get("metrics") or {})
+                                        .get("observed") or []), 15, what="the recurrence observed")
+    counted = metric_samples(operator.metrics_url)
+    recurrences = {dict(labels)["priority"]: value for (name, labels), value in counted.items()
+                   if name == "incident_recurrences_total"}
+    assert recurrences == {"P1": 0, "P2": 0, "P3": 0, "P4": 0, priority: 1}

@@ -50,7 +50,7 @@ def panel_queries(board: dict) -> list[tuple[str, str, str]]:
 
 def substitute(expr: str, range_s: int, priority: str = ".*", service: str = ".*") -> str:
     for name, value in (("$__rate_interval", "30s"), ("$__range", f"{range_s}s"), ("$job", ".+"),
-                        ("$priority", priority), ("$service", service)):
+                        ("$priority", priority), ("$service", service), ("$slo_window", f"{range_s}s")):
         expr = expr.replace(name, value)
     assert "$" not in expr, expr
     return expr
@@ -313,6 +313,19 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
             ("First-contact resolution", "B"): expect_equal(label="priority", P1=0, P2=1, P3=0),
             ("Recurrence", "A"): expect_equal(**{"": 1 / 5}),
             ("Recurrence", "B"): expect_equal(**{"": 1}),
+            ("Recurrence", "C"): expect_equal(**{"": 1}),
+            # Responses: checkout-down (P1) missed its 3 s deadline; login (P2), slow-auth and
+            # cart-errors (P3, opened already acknowledged) met theirs; recurring (P4) is still due.
+            ("Responses on time (SLI) and objective", "A"): expect_equal(
+                legend="{{priority}} on time", **{"P1 on time": 0, "P2 on time": 1, "P3 on time": 1}),
+            ("Responses on time (SLI) and objective", "B"): expect_equal(
+                legend="{{priority}} objective",
+                **{f"{p} objective": 0.95 for p in ("P1", "P2", "P3", "P4")}),
+            ("Error budget remaining", "A"): expect_equal(label="priority", P1=1 - 1 / 0.05, P2=1, P3=1),
+            ("Error budget burn rate", "A"): expect_equal(
+                legend="{{priority}} 1h", **{"P1 1h": 1 / 0.05, "P2 1h": 0, "P3 1h": 0}),
+            ("Error budget burn rate", "B"): expect_equal(
+                legend="{{priority}} 6h", **{"P1 6h": 1 / 0.05, "P2 6h": 0, "P3 6h": 0}),
             ("CSAT", "A"): expect_equal(**{"": 3}),
             ("CSAT", "B"): expect_equal(**{"": 15}),
             ("Rule evaluations", "A"): expect_between(**{"": (0.2, 10)}),
@@ -379,6 +392,8 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
             assert sample(after, name, priority=priority) == 0, (name, priority)
         for fcr in ("true", "false"):
             assert sample(after, "incidents_resolved_total", priority=priority, first_contact=fcr) == 0
+        for result in ("met", "missed"):
+            assert sample(after, "incident_responses_total", priority=priority, result=result) == 0
     open_now = {(dict(labels)["priority"], dict(labels)["state"]): value
                 for (name, labels), value in after.items() if name == "incidents_open" and value}
     assert open_now == {("P4", "Triggered"): 1, ("P3", "Acknowledged"): 1}

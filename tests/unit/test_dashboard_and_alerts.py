@@ -38,7 +38,7 @@ def panel_exprs(board: dict) -> list[tuple[str, str]]:
 
 def substitute(expr: str) -> str:
     for name, value in (("$__rate_interval", "1m"), ("$__range", "1d"), ("$job", ".+"), ("$priority", ".*"),
-                        ("$service", ".*")):
+                        ("$service", ".*"), ("$slo_window", "28d")):
         expr = expr.replace(name, value)
     return expr
 
@@ -142,7 +142,8 @@ def test_alert_rules_pass_their_promtool_unit_tests():
 
 @pytest.mark.parametrize("alert", ["IncidentP1UnacknowledgedPastDeadline", "IncidentOperatorDown",
                                    "IncidentOperatorAbsent", "IncidentDetectionEvaluationsFailing",
-                                   "IncidentDetectionStale", "IncidentDeadlineBreachRateHigh"])
+                                   "IncidentDetectionStale", "IncidentDeadlineBreachRateHigh",
+                                   "IncidentResponseSLOBurnRateCritical", "IncidentResponseSLOBurnRateHigh"])
 def test_every_alert_has_a_promtool_test_that_fires_it(alert):
     tests = yaml.safe_load((ALERTS / "tests.yaml").read_text())["tests"]
     firing = [case for test in tests for case in test.get("alert_rule_test") or []

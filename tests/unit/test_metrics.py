@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from incident_operator import metrics
+from incident_operator import config as config_module
 from incident_operator.domain.incident.calendar import BusinessCalendar
 from incident_operator.domain.incident.deadlines import DeadlinePolicy
 from incident_operator.domain.incident.lifecycle import LifecycleSettings, reconcile_incident
@@ -78,11 +79,11 @@ def test_each_measurement_is_due_once_through_the_whole_lifecycle(sink):
     assert sorted(inc.sync(T0).observations) == ["detect", "opened"]
     assert inc.sync(T0 + timedelta(seconds=5)).observations == []
     acked = inc.change(T0 + timedelta(minutes=3), state="Acknowledged", owner="ann")
-    assert acked.observations == ["acknowledge"]
+    assert sorted(acked.observations) == ["acknowledge", "response"]
     resolved = inc.change(T0 + timedelta(minutes=20), state="Resolved")
     assert sorted(resolved.observations) == ["mitigate", "resolve"]
     assert inc.body["status"]["metrics"]["observed"] == [
-        "acknowledge", "detect", "mitigate", "opened", "resolve"]
+        "acknowledge", "detect", "mitigate", "opened", "resolve", "response"]
 
     # A reopen re-arms nothing: the durations measure the first resolution.
     reopened = inc.change(T0 + timedelta(minutes=30), state="Investigating")
@@ -107,6 +108,47 @@ def test_each_measurement_is_due_once_through_the_whole_lifecycle(sink):
     assert value(sink, "incident_csat_score_sum", priority="P2") == 4
     assert value(sink, "incident_csat_score_count", priority="P2") == 1
     assert value(sink, "incident_csat_responses_total", priority="P2") == 7
+    assert value(sink, "incident_responses_total", priority="P2", result="met") == 1
+    assert value(sink, "incident_responses_total", priority="P2", result="missed") == 0
+
+
+def test_a_response_is_counted_missed_when_the_deadline_passes_first_and_not_again_at_the_late_ack(sink):
+    late = Stored(new_incident("late", priority="P1"), sink)
+    late.sync(T0)
+    assert "response" not in late.sync(T0 + timedelta(minutes=4)).observations  # still due
+    assert "response" in late.sync(T0 + timedelta(minutes=6)).observations  # the 5m deadline passed
+    assert value(sink, "incident_responses_total", priority="P1", result="missed") == 1
+    acked = late.change(T0 + timedelta(minutes=8), state="Acknowledged", owner="ann")
+    assert "response" not in acked.observations
+    assert value(sink, "incident_responses_total", priority="P1", result="missed") == 1
+    assert value(sink, "incident_responses_total", priority="P1", result="met") == 0
+
+
+def test_a_response_decided_before_the_operator_counted_responses_is_not_counted_late(sink):
+    # An incident acknowledged by an earlier operator version: its status says so, but no
+    # "response" in status.metrics.observed. Counting it now would bunch old responses into
+    # today's SLO windows.
+    old = Stored(new_incident("old", priority="P2", state="Acknowledged", owner="ann"), sink)
+    old.sync(T0)
+    old.body["status"]["metrics"]["observed"].remove("response")
+    before = value(sink, "incident_responses_total", priority="P2", result="met")
+    assert "response" not in old.change(T0 + timedelta(minutes=5), state="Resolved").observations
+    assert value(sink, "incident_responses_total", priority="P2", result="met") == before
+
+
+def test_response_objectives_are_exposed_and_validated():
+    sink = metrics.IncidentMetrics(CollectorRegistry(), version="test",
+                                   response_objectives=config_module.parse_response_objectives({"P2": 0.99}))
+    assert value(sink, "incident_response_objective_ratio", priority="P2") == 0.99
+    assert value(sink, "incident_response_objective_ratio", priority="P4") == 0.95
+    for priority in metrics.PRIORITIES:
+        for result in metrics.RESPONSE_RESULTS:  # exposed at 0 from the start: the ratio is defined
+            assert sink.registry.get_sample_value("incident_responses_total",
+                                                  {"priority": priority, "result": result}) == 0
+    for bad, words in (({"P5": 0.9}, "unknown priority"), ({"P2": 1}, "between 0 and 1"),
+                       ({"P2": "95%"}, "between 0 and 1"), ([0.9], "mapping")):
+        with pytest.raises(ValueError, match=words):
+            config_module.parse_response_objectives(bad)
 
 
 def test_first_contact_resolution_needs_no_escalation_and_no_reopen(sink):

@@ -72,10 +72,11 @@ def test_a_new_spike_opens_one_incident_with_a_deterministic_name_and_its_estima
 
 def test_the_start_is_the_first_point_of_the_trailing_run_out_of_normal():
     points = [(T0 - 180, 2.0), (T0 - 120, 9.0), (T0 - 60, 8.0), (T0, 25.0)]
-    assert dom.estimate_start(points, T0, normal=2.0, fire_level=25.0) == T0 - 120  # above 2 + 20% of 23
-    assert dom.estimate_start([(T0 - 60, 2.0), (T0, 25.0)], T0, normal=2.0, fire_level=25.0) == T0
+    level = dom.start_level(normal=2.0, fire_level=25.0)
+    assert dom.estimate_start(points, T0, level) == T0 - 120  # above 2 + 20% of 23
+    assert dom.estimate_start([(T0 - 60, 2.0), (T0, 25.0)], T0, level) == T0
     # points after `now` are ignored
-    assert dom.estimate_start([(T0 - 60, 9.0), (T0 + 60, 9.0)], T0 - 60, 2.0, 25.0) == T0 - 60
+    assert dom.estimate_start([(T0 - 60, 9.0), (T0 + 60, 9.0)], T0 - 60, level) == T0 - 60
 
 
 def test_a_continuing_spike_updates_and_never_opens_a_second_incident():

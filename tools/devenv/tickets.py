@@ -20,14 +20,18 @@ class TicketExporter:
         self._lock = threading.Lock()
         # When Prometheus scraped us (monotonic clock is not comparable across processes: wall clock).
         self.scrape_times: "collections.deque[float]" = collections.deque(maxlen=10_000)
+        # What each scrape saw: (wall-clock time, {topic: count exposed}), so a test knows the sample
+        # in which a spike first appeared.
+        self.scrapes: "collections.deque[tuple[float, dict[str, int]]]" = collections.deque(maxlen=10_000)
         self._tick = tick
         self._stop = threading.Event()
         exporter = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 - http.server's naming
-                exporter.scrape_times.append(time.time())
-                body = exporter.render().encode()
+                scraped_at = time.time()
+                exporter.scrape_times.append(scraped_at)
+                body = exporter.render(scraped_at).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))
@@ -58,6 +62,22 @@ class TicketExporter:
             self._rates[topic] = per_second
             self._counts.setdefault(topic, 0.0)
 
+    def burst(self, topic: str, tickets: int) -> None:
+        """``tickets`` new tickets at once (many customers hitting the same problem in one moment)."""
+        with self._lock:
+            self._counts[topic] = self._counts.get(topic, 0.0) + tickets
+
+    def first_scrape_with(self, topic: str, at_least: int, after: float) -> float | None:
+        """When the first scrape after ``after`` exposed a count of ``topic`` of ``at_least`` or more."""
+        for scraped_at, counts in list(self.scrapes):
+            if scraped_at >= after and counts.get(topic, 0) >= at_least:
+                return scraped_at
+        return None
+
+    def count(self, topic: str) -> int:
+        with self._lock:
+            return int(self._counts.get(topic, 0.0))
+
     def _grow(self) -> None:
         last = time.monotonic()
         while not self._stop.wait(self._tick):
@@ -67,10 +87,13 @@ class TicketExporter:
                     self._counts[topic] += rate * (now - last)
             last = now
 
-    def render(self) -> str:
+    def render(self, scraped_at: float | None = None) -> str:
         with self._lock:
             lines = ["# HELP support_tickets_created_total Support tickets created.",
                      "# TYPE support_tickets_created_total counter"]
             for topic, count in sorted(self._counts.items()):
                 lines.append(f'support_tickets_created_total{{topic="{topic}"}} {int(count)}')
+            if scraped_at is not None:
+                exposed = {topic: int(count) for topic, count in self._counts.items()}
+                self.scrapes.append((scraped_at, exposed))
         return "\n".join(lines) + "\n"

@@ -106,6 +106,9 @@ operator's defaults apply.
 {{- if $v.metrics.newSeriesDelay }}
 {{- $_ := set $metrics "newSeriesDelay" $v.metrics.newSeriesDelay }}
 {{- end }}
+{{- if $v.metrics.responseObjectives }}
+{{- $_ := set $metrics "responseObjectives" $v.metrics.responseObjectives }}
+{{- end }}
 {{- $_ := set $config "metrics" $metrics }}
 {{- $_ := set $config "health" (dict "port" $v.health.port) }}
 {{- $config = mergeOverwrite $config (deepCopy $v.extraConfig) }}

@@ -25,7 +25,7 @@ from .. import metrics
 from ..adapters import kube
 from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
 from ..api import (API_VERSION, FINGERPRINT_LABEL, INCIDENT_KIND, INITIAL_STATE, OPERATOR_PRIORITY_ANNOTATION,
-                   REOPEN_ON_RELAPSE, RESOLVED_OR_CLOSED, RULE_LABEL, SERVICE_LABEL, Source, State, priority_rank)
+                   REOPEN_ON_RELAPSE, RESOLVED_OR_CLOSED, RULE_LABEL, SERVICE_LABEL, Source, State, priority_rank, state_of)
 from ..names import label_value, rule_episode_of, rule_fingerprint, rule_incident_name, truncated_label_value
 from ..config import OperatorConfig
 from ..domain.detection import rules as dom
@@ -170,6 +170,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
     plan = dom.plan_evaluation(rule, previous_groups, samples, histories,
                                await incidents_view(api, detection.incident_book, rule.namespace, names), now,
                                seasonals)
+    await _refine_starts(plan, rule, endpoint, prometheus)
     dry_run_entries = await _carry_out(detection, rule_body, rule, plan, now)
 
     status["groups"] = plan.groups
@@ -232,6 +233,32 @@ async def _seasonal_samples(rule: dom.RuleSpec, rule_body: Mapping[str, Any], en
     if cache is not None:
         cache.put(key, result)
     return result
+
+
+async def _refine_starts(plan: dom.Plan, rule: dom.RuleSpec, endpoint: Endpoint,
+                         prometheus: PrometheusClient) -> None:
+    """Places each new episode's start on a grid of about a second when the rule's step is coarser
+    (docs/detection.md, "When impact began"): one small range query per opened episode, which is rare.
+    A failed query keeps the estimate from the rule's own step."""
+    for action in plan.actions:
+        level = action.start_level
+        if action.kind not in ("open", "dry-run") or level is None:
+            continue
+        window = dom.refinement_window(rule, level, action.started_at)
+        if window is None:
+            continue
+        start, end, step = window
+        try:
+            series = await prometheus.query_range(endpoint, rule.query, start, end, step)
+        except PrometheusError as error:
+            log.info(f"Keeping the coarse start of {rule.namespace}/{action.incident}: {error}")
+            continue
+        for labels, values in series:
+            if rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels)) == action.fingerprint:
+                action.started_at = dom.refine_start(rule, level, action.started_at, values, step)
+        for group in plan.groups:
+            if group.get("fingerprint") == action.fingerprint:
+                group["startedAt"] = format_time_precise(datetime.fromtimestamp(action.started_at, timezone.utc))
 
 
 async def _write_rule_status(api: kube.KubeApi, rule_body: dict[str, Any],
@@ -303,7 +330,8 @@ async def _open_incident(detection: Detection, rule: dom.RuleSpec, action: dom.A
     spec: dict[str, Any] = {
         "title": action.title or f"Spike in {rule.name}",
         "priority": action.priority,
-        "startedAt": format_time(datetime.fromtimestamp(action.started_at, timezone.utc)),
+        # The estimate from the series (the first sample that left normal), to the millisecond.
+        "startedAt": format_time_precise(datetime.fromtimestamp(action.started_at, timezone.utc)),
         "state": INITIAL_STATE,
     }
     if action.description:
@@ -345,17 +373,48 @@ async def _open_incident(detection: Detection, rule: dom.RuleSpec, action: dom.A
         created, is_new = await api.create_or_get(kube.INCIDENTS, rule.namespace, body)
         if not is_new and _from_an_earlier_episode(created, action):
             # The group's state was dropped from the rule's status (its windows had long passed), so
-            # its episode count restarted and the name is taken by an old incident: continue the count.
+            # its episode count restarted and the name is taken by an old incident: continue the count,
+            # as a recurrence of the group's latest incident.
             taken = await api.list_objects(kube.INCIDENTS, rule.namespace,
                                            f"{FINGERPRINT_LABEL}={action.fingerprint}")
-            episode = max([rule_episode_of(i["metadata"]["name"]) for i in taken] + [0]) + 1
-            body["metadata"]["name"] = rule_incident_name(rule.name, action.fingerprint, episode)
-            created, is_new = await api.create_or_get(kube.INCIDENTS, rule.namespace, body)
+            join, previous, episode = dom.continue_episode_count(
+                {i["metadata"]["name"]: state_of((i.get("spec") or {}).get("state")) for i in taken})
+            if join is not None:
+                created = next(i for i in taken if i["metadata"]["name"] == join)
+            else:
+                body["metadata"]["name"] = rule_incident_name(rule.name, action.fingerprint, episode)
+                created, is_new = await api.create_or_get(kube.INCIDENTS, rule.namespace, body)
+                if previous is not None:
+                    action.previous_incident = previous
+                    signal["previousIncident"] = previous
     name = created["metadata"]["name"]
     if is_new:
         log.info(f"Opened incident {rule.namespace}/{name} for {action.labels} (value {action.value:g})")
-    await _write_signal(api, created, lambda _: signal)
+    if name == signal.get("previousIncident"):
+        signal.pop("previousIncident")
+    # Both links before the rule's status records the episode: a crash in between redoes them.
+    await _write_signal(api, created, lambda current: {**((current.get("status") or {}).get("signal") or {}),
+                                                       **signal})
+    if signal.get("previousIncident"):
+        await _link_later_incident(api, rule.namespace, signal["previousIncident"], name)
     return name
+
+
+async def _link_later_incident(api: kube.KubeApi, namespace: str, earlier: str, later: str) -> None:
+    """Lists ``later`` in ``earlier``'s status.signal.laterIncidents (bounded), so the link goes both ways."""
+    current = await api.get_object(kube.INCIDENTS, namespace, earlier)
+    if current is None:
+        log.info(f"Incident {namespace}/{earlier} is gone; {later} keeps its previousIncident link only")
+        return
+
+    def linked(body: dict[str, Any]) -> dict[str, Any]:
+        signal = dict((body.get("status") or {}).get("signal") or {})
+        return {**signal, "laterIncidents": dom.with_later_incident(signal.get("laterIncidents"), later)}
+
+    try:
+        await _write_signal(api, current, linked)
+    except kube.NotFound:
+        log.info(f"Incident {namespace}/{earlier} is gone; {later} keeps its previousIncident link only")
 
 
 def _from_an_earlier_episode(existing: Mapping[str, Any], action: dom.Action) -> bool:

@@ -16,7 +16,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal, Mapping, Sequence, TypedDict, cast
 
 from ...api import DEFAULT_PRIORITY, RESOLVED_OR_CLOSED, State
-from ...names import rule_fingerprint, rule_incident_name
+from ...names import rule_episode_of, rule_fingerprint, rule_incident_name
 from .detectors import (
     BASELINE_PARAMETERS,
     DEFAULT_DETECTOR_SPEC,
@@ -31,12 +31,15 @@ from .detectors import (
 from ..common.durations import parse_duration
 from .episodes import FIRING, INACTIVE, EpisodeState, mark_resolved, step
 from ..common.sandbox import RULE_TEXT, TemplateError, render
-from ..common.timeutil import format_time
+from ..common.timeutil import format_time, format_time_precise
 
 MAX_GROUPS = 100
 MAX_DRY_RUN = 20
 DEFAULT_TITLE = "Spike in {{ rule }}: {{ labels | dictsort | map('join', '=') | join(', ') }}"
 START_FRACTION = 0.2
+# The finest grid the start of an episode is placed on (a refinement query, only when an episode
+# opens): at most one second from the first sample that left normal, for any scrape interval >= 1s.
+FINE_START_STEP_SECONDS = 1.0
 # The baseline detector's defaults are tuned for 5-minute samples (docs/detection.md).
 DEFAULT_BASELINE_STEP_SECONDS = 300.0
 # The most history samples one evaluation fetches (one range query); a detector wanting more gets these.
@@ -216,6 +219,36 @@ def group_of(rule: RuleSpec, labels: Mapping[str, str]) -> dict[str, str]:
 # The group's fingerprint and the incident names are built in names.py.
 
 
+# The newest later incidents (recurrences) listed on an earlier incident (status.signal.laterIncidents).
+MAX_LATER_INCIDENTS = 10
+
+
+def continue_episode_count(group_incidents: Mapping[str, str]) -> tuple[str | None, str | None, int]:
+    """A group's episode count restarted (its state had been dropped from the rule's status once its
+    windows passed) and the episode's name is taken by an earlier, Resolved or Closed incident.
+    From the group's incidents (name -> spec.state, found by the fingerprint label) returns
+    ``(open incident to join, previous incident to link, episode number to open)``:
+
+    * an incident of the group that is still open is this episode's (this operator created it before
+      a crash, or a rival replica did): join it, open nothing;
+    * otherwise the new episode continues the count after the highest one, and is a recurrence of it.
+    """
+    numbered = sorted(((rule_episode_of(name), name, state) for name, state in group_incidents.items()), reverse=True)
+    for episode, name, state in numbered:
+        if state not in RESOLVED_OR_CLOSED:
+            return name, None, episode
+    if not numbered:
+        return None, None, 1
+    return None, numbered[0][1], numbered[0][0] + 1
+
+
+def with_later_incident(later: Sequence[str] | None, name: str) -> list[str]:
+    """``later`` (an earlier incident's recurrences, oldest first) with ``name`` last, once, bounded to
+    the newest :data:`MAX_LATER_INCIDENTS`."""
+    names = [n for n in (later or ()) if isinstance(n, str) and n != name] + [name]
+    return names[-MAX_LATER_INCIDENTS:]
+
+
 def priority_for(rule: RuleSpec, value: float) -> str:
     for band in rule.bands:
         if value >= band.min_value:
@@ -228,29 +261,118 @@ def graph_url(base: str, query: str) -> str:
     return f"{base.rstrip('/')}/graph?{params}"
 
 
-def estimate_start(points: Sequence[tuple[float, float]], now: float, normal: float, fire_level: float) -> float:
-    """When the signal first left normal, walking back from ``now`` through the recent points.
+def tested_window(detector: Detector, verdict: Verdict) -> int:
+    """How many consecutive samples the detector summed into the value it tested (1: the sample itself).
 
-    A point is out of normal when it exceeds ``normal + 20% of the gap to the firing level``
-    (and ``normal + 1``: counts are integers). The start is the earliest point of the trailing
-    run of such points; ``now`` when there is none.
+    The threshold detector tests the query's value; the baseline detector tests a windowed count
+    whose length depends on which of its tests reported (spike, shift or drop).
     """
-    level = max(normal + START_FRACTION * max(fire_level - normal, 0.0), normal + 1.0)
+    attribute = {"spike": "window_points", "shift": "shift_window_points",
+                 "drop": "drop_window_points"}.get(verdict.component or "")
+    return max(int(getattr(detector, attribute, 1) or 1), 1) if attribute else 1
+
+
+def windowed(points: Sequence[tuple[float, float]], window: int, spacing_s: float,
+             grid_s: float | None = None) -> list[tuple[float, float]]:
+    """The tested value at each point's time: the sample there plus the ``window - 1`` samples
+    ``spacing_s`` apart before it. ``points`` lie on a regular grid of ``grid_s`` seconds (default
+    ``spacing_s``); a time whose window has a gap (a missing sample) is left out."""
+    if window <= 1:
+        return sorted(points)
+    grid = grid_s or spacing_s
+    ordered = sorted(points)
+    if not ordered or grid <= 0:
+        return []
+    origin = ordered[0][0]
+    by_index = {round((t - origin) / grid): v for t, v in ordered}
+    stride = max(round(spacing_s / grid), 1)
+    out = []
+    for t, _ in ordered:
+        index = round((t - origin) / grid)
+        window_values = [by_index.get(index - j * stride) for j in range(window)]
+        if all(v is not None for v in window_values):
+            out.append((t, float(sum(window_values))))  # type: ignore[arg-type]
+    return out
+
+
+@dataclass(frozen=True)
+class StartLevel:
+    """Where a group's tested value counts as out of normal: beyond ``level`` (above it when
+    ``rising``, below it for a drop). Kept on the open action so the service can refine the start
+    on a finer grid with the same level."""
+
+    normal: float
+    level: float
+    rising: bool = True
+    window: int = 1
+
+    def beyond(self, value: float) -> bool:
+        return value >= self.level if self.rising else value <= self.level
+
+
+def start_level(normal: float, fire_level: float, window: int = 1) -> StartLevel:
+    """The "left normal" level: ``START_FRACTION`` (20%) of the way from normal to the level that
+    fired, at least one ticket away from normal (counts are integers), never past the firing level."""
+    rising = fire_level >= normal
+    gap = abs(fire_level - normal)
+    margin = max(START_FRACTION * gap, 1.0)
+    if gap > 0:
+        margin = min(margin, gap)
+    return StartLevel(normal=normal, level=normal + margin if rising else normal - margin,
+                      rising=rising, window=window)
+
+
+def estimate_start(tested: Sequence[tuple[float, float]], now: float, level: StartLevel) -> float:
+    """The time of the first sample of the episode that left normal: the earliest point of the
+    trailing run (ending at ``now``) of tested values beyond ``level``; ``now`` when there is none.
+    Walking back stops at the first point back inside normal, so an earlier, separate burst is not
+    taken for this episode's start."""
     start = now
-    for t, v in sorted(points, reverse=True):
+    for t, v in sorted(tested, reverse=True):
         if t > now:
             continue
-        if v > level:
+        if level.beyond(v):
             start = t
         else:
             break
     return start
 
 
-def normal_level(history: Sequence[float], verdict: Verdict) -> float:
-    if verdict.expected is not None:
+def normal_level(history: Sequence[tuple[float, float]], verdict: Verdict, before: float) -> float:
+    """What is normal for the group, on the scale of the tested value: the detector's baseline when it
+    has one, else the median of the samples before the condition first held (``before``), so that
+    the spike's own rising edge does not count as normal."""
+    if verdict.expected is not None and math.isfinite(verdict.expected):
         return float(verdict.expected)
-    return float(statistics.median(history)) if history else 0.0
+    quiet = [v for t, v in history if t < before] or [v for _, v in history]
+    return float(statistics.median(quiet)) if quiet else 0.0
+
+
+def refinement_window(rule: "RuleSpec", level: StartLevel, coarse_start: float,
+                      max_points: int = 10_000) -> tuple[float, float, float] | None:
+    """(start, end, step) of the finer range query that places the start within a second or a few
+    of the first sample that left normal, when the rule's step is coarser than that; None when the
+    coarse estimate is already as fine. The first out-of-normal sample lies after the last coarse
+    point that was still normal, i.e. in ``(coarse_start - step, coarse_start]``; the query also
+    covers the ``window - 1`` steps before, which the windowed value at those times needs."""
+    step = rule.step_s
+    span = step * level.window
+    fine = max(FINE_START_STEP_SECONDS, span / max_points)
+    if fine >= step:
+        return None
+    fine = step / math.floor(step / fine)  # a divisor of the step, so windowed sums land on the fine grid
+    return coarse_start - span, coarse_start, fine
+
+
+def refine_start(rule: "RuleSpec", level: StartLevel, coarse_start: float,
+                 fine_points: Sequence[tuple[float, float]], fine_step: float) -> float:
+    """The start found on the fine grid, within one step of ``coarse_start``; ``coarse_start`` when the
+    fine samples do not show the run (a gap, or the series changed between the two queries)."""
+    tested = windowed(fine_points, level.window, rule.step_s, fine_step)
+    window = [(t, v) for t, v in tested if coarse_start - rule.step_s < t <= coarse_start + 1e-6]
+    if not window or not level.beyond(max(window)[1]):
+        return coarse_start
+    return min(estimate_start(window, coarse_start + 1e-6, level), coarse_start)
 
 
 # -- one evaluation ---------------------------------------------------------------------------------
@@ -281,6 +403,8 @@ class Action:
     previous_incident: str | None = None
     peak: float = 0.0
     first_seen: float = 0.0
+    # how started_at was estimated (open actions): the service may refine it on a finer grid
+    start_level: StartLevel | None = None
 
 
 class GroupRecord(TypedDict, total=False):
@@ -381,10 +505,15 @@ def plan_evaluation(
             assert verdict is not None
             if event == "open":
                 record["peak"] = verdict.value
-                normal = normal_level(history_values, verdict)
-                started = estimate_start(points + [(now, verdict.value)], now, normal, verdict.threshold)
-                started = min(started, state.episode_start or now)
-                record["startedAt"] = format_time(datetime.fromtimestamp(started, timezone.utc))
+                # Impact began with the first sample of this episode that left normal (on the scale of
+                # what the detector tested), not when the rule noticed: walk back through the history.
+                assert value is not None  # a verdict means a sample now
+                window = tested_window(rule.detector, verdict)
+                tested = windowed(points + [(now, value)], window, rule.step_s)
+                episode_began = state.episode_start or now
+                level = start_level(normal_level(tested, verdict, episode_began), verdict.threshold, window)
+                started = min(estimate_start(tested, now, level), episode_began)
+                record["startedAt"] = format_time_precise(datetime.fromtimestamp(started, timezone.utc))
                 previous = record.get("incident")
                 name = rule_incident_name(rule.name, fp, state.episode)
                 record["incident"] = name
@@ -398,7 +527,7 @@ def plan_evaluation(
                     service=_render(rule.service, context, "") or None if rule.service else None,
                     team=_render(rule.team, context, "") or None if rule.team else None,
                     previous_incident=previous if previous and previous != name else None,
-                    peak=verdict.value, first_seen=state.pending_since or now,
+                    peak=verdict.value, first_seen=state.pending_since or now, start_level=level,
                 )
                 plan.actions.append(action)
             else:

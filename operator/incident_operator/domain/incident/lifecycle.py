@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ...api import (DETECTED_AT_ANNOTATION, INITIAL_STATE, RESOLVED_OR_CLOSED, SOURCE_ANNOTATION, STATE_INDEX,
                     STATES, ConditionType, Source, State)
@@ -316,6 +316,12 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
         # The detection engine writes status.signal after creating the incident, so a recurrence
         # is known at (or shortly after) opening, not necessarily in the first write.
         due.append("recurrence")
+    if ("response" not in observed and _response_decided(conditions)
+            and not _response_decided(old.get("conditions"))):
+        # The response SLO counts each incident's first response once, when it is decided in this
+        # write (acknowledged, or the deadline passed first); an incident decided before the
+        # operator counted responses is not counted late (docs/metrics.md, "Response SLOs").
+        due.append("response")
     if target == State.CLOSED and "resolved-fcr" not in observed:
         # First-contact resolution is judged when nothing can change it any more: a Closed
         # incident cannot be reopened (CEL), and escalation history is reset by a reopen.
@@ -336,6 +342,12 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
     if generation is not None:
         status["observedGeneration"] = generation
     return outcome
+
+
+def _response_decided(conditions: Iterable[Mapping[str, Any]] | None) -> bool:
+    """The ResponseOnTime condition says the response met or missed its deadline (not "still due")."""
+    on_time = find_condition(conditions, "ResponseOnTime") or {}
+    return on_time.get("reason") in ("AcknowledgedInTime", "AcknowledgedLate", "DeadlineBreached")
 
 
 def _summary(state: str, level: int, status: Mapping[str, Any], conditions) -> tuple[str, str]:
