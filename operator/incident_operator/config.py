@@ -16,7 +16,7 @@ import yaml
 
 from .domain.incident.calendar import BusinessCalendar
 from .domain.incident.deadlines import DeadlinePolicy
-from .domain.incident.lifecycle import LifecycleSettings
+from .domain.incident.lifecycle import DEFAULT_WARN_AT, LifecycleSettings, parse_warn_at
 from .domain.notify.book import DeliverySettings
 from .domain.incident.timeline import DEFAULT_TIMELINE_LIMIT
 
@@ -47,6 +47,7 @@ class OperatorConfig:
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     calendar: BusinessCalendar = field(default_factory=lambda: BusinessCalendar.from_dict({}))
     deadlines: DeadlinePolicy = field(default_factory=lambda: DeadlinePolicy.from_dict({}))
+    warn_at: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: DEFAULT_WARN_AT)  # deadlines.warnAt
     timeline_limit: int = DEFAULT_TIMELINE_LIMIT
     metrics_port: int = 8080
     health_port: int = 8081
@@ -62,7 +63,8 @@ class OperatorConfig:
 
     @property
     def lifecycle(self) -> LifecycleSettings:
-        return LifecycleSettings(calendar=self.calendar, policy=self.deadlines, timeline_limit=self.timeline_limit)
+        return LifecycleSettings(calendar=self.calendar, policy=self.deadlines, timeline_limit=self.timeline_limit,
+                                 warn_at=self.warn_at)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> "OperatorConfig":
@@ -85,6 +87,9 @@ class OperatorConfig:
             if not 1 <= timeline_limit <= 100:
                 raise ConfigError("timelineLimit must be between 1 and 100 (the CRD bounds status.timeline)")
             detection = dict(data.get("detection") or {})
+            # deadlines.warnAt (pre-breach warnings) belongs to the lifecycle, the rest to DeadlinePolicy.
+            deadlines = dict(data.get("deadlines") or {})
+            warn_at = parse_warn_at(deadlines.pop("warnAt", None))
             # Refuse a bad ``alertmanager`` block at load time (the namespace is checked at start-up).
             from .domain.alerts.alertmanager import parse_settings as parse_alertmanager_settings
 
@@ -93,7 +98,8 @@ class OperatorConfig:
                 namespaces=tuple(data.get("namespaces") or ()),
                 prometheus=prometheus,
                 calendar=BusinessCalendar.from_dict(data.get("calendar") or {}),
-                deadlines=DeadlinePolicy.from_dict(data.get("deadlines") or {}),
+                deadlines=DeadlinePolicy.from_dict(deadlines),
+                warn_at=warn_at,
                 timeline_limit=timeline_limit,
                 metrics_port=int((data.get("metrics") or {}).get("port", 8080)),
                 health_port=int((data.get("health") or {}).get("port", 8081)),

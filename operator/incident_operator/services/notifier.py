@@ -191,9 +191,11 @@ class Notifier:
         meta = body["metadata"]
         spec = body.get("spec") or {}
         state = status.get("state") or spec.get("state") or "Triggered"
-        if item.get("event") == book_ops.ESCALATED and STATE_INDEX.get(state, 0) >= STATE_INDEX["Acknowledged"]:
+        if (item.get("event") in (book_ops.ESCALATED, book_ops.DEADLINE_WARNING)
+                and STATE_INDEX.get(state, 0) >= STATE_INDEX["Acknowledged"]):
+            what = "escalation notice" if item.get("event") == book_ops.ESCALATED else "deadline warning"
             return await self._record(body, item_key, book_ops.DeliveryResult(
-                book_ops.SUPERSEDED, detail=f"the incident was {state} before the escalation notice went out"))
+                book_ops.SUPERSEDED, detail=f"the incident was {state} before the {what} went out"))
 
         try:
             candidates = await notify.policy_candidates(meta["namespace"], self.shared_namespace)

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
+from .text import strip_unsafe
+
 MAX_OUTPUT = 10000
 
 
@@ -45,4 +47,5 @@ def render_text(source: str, context: Mapping[str, Any], strict: bool = True) ->
         raise TemplateError(f"template error: {error}") from None
     except (TypeError, ValueError, ArithmeticError) as error:
         raise TemplateError(f"template error: {error}") from None
-    return text[:MAX_OUTPUT]
+    # Label values come from the series: no bidi or zero-width characters reach people (text.py).
+    return strip_unsafe(text[:MAX_OUTPUT], multiline=True)
