@@ -94,3 +94,15 @@ def test_a_warning_packet_says_the_time_left():
     assert title == "[P2] Not yet acknowledged, 15m left: Login broken"
     assert "not yet acknowledged: 15m left to respond (Primary)" in body
     assert handoff.notify_type(packet) == "warning"
+
+
+def test_alert_annotations_lose_unsafe_characters_before_they_become_an_incident():
+    from incident_operator.domain.alerts import alertmanager as dom
+
+    from tests.unit.test_alerts import payload, raw_alert, settings
+
+    alert = raw_alert(severity="critical")
+    alert["annotations"] = {"summary": "Checkout \u202eKO\u202c is\u200b slow\n", "description": "Step 1\nStep\x1b 2\u2066"}
+    plan = dom.plan_group(dom.parse_notification(payload(alert)), settings())
+    assert plan.title == "Checkout KO is slow"
+    assert plan.description == "Step 1\nStep 2"
