@@ -222,3 +222,32 @@ def test_pre_breach_warnings_arrive_once_each_at_their_fractions_across_a_sigkil
         assert ts(entry["time"]) >= due.replace(microsecond=0), (entry, due)  # never early
     assert status["escalation"]["warnedFractions"] == [0.3, 0.7]
     assert "nextWarningAt" not in status["escalation"]
+
+
+def test_acknowledgement_during_a_burst_of_200_creations_is_stamped_at_the_api_write(
+        kubectl, kubeconfig, namespace, start_operator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubernetes import client, config as kube_config
+
+    api = client.CustomObjectsApi(kube_config.new_client_from_config(str(kubeconfig)))
+    start_operator({"deadlines": {"warnAt": {"P3": []}}})
+    kubectl.apply(incident("in-the-crowd", priority="P3"))
+    wait_status(kubectl, "in-the-crowd", lambda s: s.get("detectedAt"))
+
+    def create(index):
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, "incidents",
+                                            incident(f"burst-{index:03d}", priority="P3"))
+
+    with ThreadPoolExecutor(8) as pool:
+        creations = [pool.submit(create, index) for index in range(200)]
+        # Acknowledged while the operator is busy with the burst.
+        wait_until(lambda: sum(f.done() for f in creations) >= 50, 120, interval=0.05, what="burst under way")
+        kubectl.patch("incident", "in-the-crowd", {"spec": {"state": "Acknowledged", "owner": "gina"}})
+        written = state_write_time(with_managed_fields(kubectl, "in-the-crowd"))
+        for future in creations:
+            future.result()
+
+    obj = wait_status(kubectl, "in-the-crowd", lambda s: s.get("acknowledgedAt"), 120, "acknowledgedAt")
+    assert ts(obj["status"]["acknowledgedAt"]) == written
+    assert len(kubectl.list("incident")) == 201
