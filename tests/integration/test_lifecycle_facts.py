@@ -12,7 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tests.support.kubectl import GROUP, VERSION, condition, incident
-from tests.support.processes import wait_until
+from tools.devenv.processes import wait_until
 from tests.support.receiver import Receiver
 
 CLOSED = "this incident is Closed: only spec.review"
@@ -27,6 +27,7 @@ def wait_status(kubectl, name, predicate, timeout=30, what="status"):
     def check():
         obj = kubectl.get("incident", name)
         return obj if obj and predicate(obj.get("status") or {}) else None
+
     return wait_until(check, timeout, interval=0.1, what=what)
 
 
@@ -36,18 +37,35 @@ def with_managed_fields(kubectl, name):
 
 def state_write_time(obj) -> datetime:
     """The API server's record of the write that set spec.state (what the operator must stamp)."""
-    times = [ts(entry["time"]) for entry in obj["metadata"].get("managedFields") or []
-             if not entry.get("subresource") and "f:state" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})]
+    times = [
+        ts(entry["time"])
+        for entry in obj["metadata"].get("managedFields") or []
+        if not entry.get("subresource") and "f:state" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    ]
     assert len(times) == 1, obj["metadata"].get("managedFields")
     return times[0]
 
 
 def plugin(kubeconfig, namespace, *args):
-    return subprocess.run([sys.executable, "-m", "incident_operator.cli.kubectl_incident", "--kubeconfig",
-                           str(kubeconfig), "-n", namespace, *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "incident_operator.cli.kubectl_incident",
+            "--kubeconfig",
+            str(kubeconfig),
+            "-n",
+            namespace,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 # ------------------------------------------------------------------------------- 17.1 acted-at
+
 
 def test_acknowledgement_while_the_operator_is_down_is_stamped_at_the_api_write(kubectl, start_operator):
     config = {"deadlines": {"response": {"P2": "15s"}, "warnAt": {"P2": []}}}
@@ -76,7 +94,8 @@ def test_acknowledgement_while_the_operator_is_down_is_stamped_at_the_api_write(
 
 
 def test_the_cli_states_when_the_person_acted_and_a_time_after_the_write_is_not_believed(
-        kubectl, kubeconfig, namespace, start_operator):
+    kubectl, kubeconfig, namespace, start_operator
+):
     start_operator()
     kubectl.apply(incident("phoned", priority="P3"))
     obj = wait_status(kubectl, "phoned", lambda s: s.get("detectedAt"))
@@ -84,26 +103,49 @@ def test_the_cli_states_when_the_person_acted_and_a_time_after_the_write_is_not_
     stated = detected + timedelta(seconds=1)
     wait_until(lambda: datetime.now(timezone.utc) > stated + timedelta(seconds=2), 10, what="time to pass")
 
-    result = plugin(kubeconfig, namespace, "ack", "phoned", "--owner", "carol", "--at",
-                    stated.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    result = plugin(
+        kubeconfig,
+        namespace,
+        "ack",
+        "phoned",
+        "--owner",
+        "carol",
+        "--at",
+        stated.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
     assert result.returncode == 0, result.stderr
     obj = wait_status(kubectl, "phoned", lambda s: s.get("acknowledgedAt"))
     assert ts(obj["status"]["acknowledgedAt"]) == stated
     assert ts(obj["status"]["acknowledgedAt"]) < state_write_time(with_managed_fields(kubectl, "phoned"))
-    assert "time stated in spec.stateChange" in [e for e in obj["status"]["timeline"]
-                                                 if e["type"] == "StateChanged"][-1]["message"]
+    assert (
+        "time stated in spec.stateChange"
+        in [e for e in obj["status"]["timeline"] if e["type"] == "StateChanged"][-1]["message"]
+    )
 
     future = datetime.now(timezone.utc) + timedelta(hours=1)
-    result = plugin(kubeconfig, namespace, "mitigate", "phoned", "--at", future.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    result = plugin(
+        kubeconfig, namespace, "mitigate", "phoned", "--at", future.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
     assert result.returncode == 0, result.stderr
     obj = wait_status(kubectl, "phoned", lambda s: s.get("mitigatedAt"))
     assert ts(obj["status"]["mitigatedAt"]) == state_write_time(with_managed_fields(kubectl, "phoned"))
-    assert "after the API server accepted the change" in [e for e in obj["status"]["timeline"]
-                                                          if e["type"] == "StateChanged"][-1]["message"]
+    assert (
+        "after the API server accepted the change"
+        in [e for e in obj["status"]["timeline"] if e["type"] == "StateChanged"][-1]["message"]
+    )
 
     # A stated time belongs to the state written with it.
-    refused = kubectl.patch("incident", "phoned", {"spec": {"state": "Resolved", "stateChange": {
-        "state": "Closed", "at": stated.strftime("%Y-%m-%dT%H:%M:%SZ")}}}, check=False)
+    refused = kubectl.patch(
+        "incident",
+        "phoned",
+        {
+            "spec": {
+                "state": "Resolved",
+                "stateChange": {"state": "Closed", "at": stated.strftime("%Y-%m-%dT%H:%M:%SZ")},
+            }
+        },
+        check=False,
+    )
     assert refused.returncode != 0 and "stateChange.state must equal the new spec.state" in refused.stderr
 
 
@@ -130,38 +172,67 @@ REFUSED_AFTER_CLOSE = [
 
 
 def test_a_closed_incident_refuses_every_change_but_the_review_and_csat(kubectl):
-    kubectl.apply(incident("closed", priority="P3", owner="dave", state="Closed", service="auth", team="identity",
-                           description="Login failed for SSO users", resolution="Rolled back the IdP change",
-                           customerImpact={"summary": "SSO users could not log in"},
-                           links=[{"title": "Dashboard", "url": "https://grafana.example/d/auth"}]))
+    kubectl.apply(
+        incident(
+            "closed",
+            priority="P3",
+            owner="dave",
+            state="Closed",
+            service="auth",
+            team="identity",
+            description="Login failed for SSO users",
+            resolution="Rolled back the IdP change",
+            customerImpact={"summary": "SSO users could not log in"},
+            links=[{"title": "Dashboard", "url": "https://grafana.example/d/auth"}],
+        )
+    )
     before = kubectl.get("incident", "closed")
     for change in REFUSED_AFTER_CLOSE:
         result = kubectl.patch("incident", "closed", {"spec": change}, check=False)
         assert result.returncode != 0 and CLOSED in result.stderr, (change, result.stderr)
     assert kubectl.get("incident", "closed")["spec"] == before["spec"]
 
-    review = {"rootCause": "An IdP certificate rotated early", "timelineNotes": "Paged at 09:41",
-              "detection": "Ticket spike", "communication": "Status page at 09:50",
-              "actionItems": [{"title": "Alert on certificate expiry", "owner": "erin"}]}
+    review = {
+        "rootCause": "An IdP certificate rotated early",
+        "timelineNotes": "Paged at 09:41",
+        "detection": "Ticket spike",
+        "communication": "Status page at 09:50",
+        "actionItems": [{"title": "Alert on certificate expiry", "owner": "erin"}],
+    }
     kubectl.patch("incident", "closed", {"spec": {"review": review}})
-    kubectl.patch("incident", "closed", {"spec": {"review": {"actionItems": [
-        {"title": "Alert on certificate expiry", "owner": "erin", "done": True}]}}})
+    kubectl.patch(
+        "incident",
+        "closed",
+        {
+            "spec": {
+                "review": {
+                    "actionItems": [{"title": "Alert on certificate expiry", "owner": "erin", "done": True}]
+                }
+            }
+        },
+    )
     kubectl.patch("incident", "closed", {"spec": {"csat": {"score": 4.2, "responses": 31}}})
     spec = kubectl.get("incident", "closed")["spec"]
-    assert spec["csat"] == {"score": 4.2, "responses": 31} and spec["review"]["actionItems"][0]["done"] is True
+    assert (
+        spec["csat"] == {"score": 4.2, "responses": 31} and spec["review"]["actionItems"][0]["done"] is True
+    )
 
 
 # --------------------------------------------------------------------------- 17.5 safe text
 
-@pytest.mark.parametrize("field,value", [
-    ("title", "Login OK \u202egnp.exe"),
-    ("title", "Login\u200bbroken"),
-    ("title", "Login\nbroken"),
-    ("title", "Log\u2066in\u2069 broken"),
-    ("description", "All good\ufeff"),
-    ("description", "Clear the screen \x1b[2J"),
-    ("owner", "al\u200dice"),
-])
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("title", "Login OK \u202egnp.exe"),
+        ("title", "Login\u200bbroken"),
+        ("title", "Login\nbroken"),
+        ("title", "Log\u2066in\u2069 broken"),
+        ("description", "All good\ufeff"),
+        ("description", "Clear the screen \x1b[2J"),
+        ("owner", "al\u200dice"),
+    ],
+)
 def test_invisible_and_direction_changing_characters_are_refused_at_apply(kubectl, field, value):
     body = incident("spoof", priority="P3", owner="alice")
     body["spec"][field] = value
@@ -171,13 +242,18 @@ def test_invisible_and_direction_changing_characters_are_refused_at_apply(kubect
 
 
 def test_ordinary_text_in_any_script_is_accepted(kubectl):
-    body = incident("plain", priority="P3", title="تسجيل الدخول معطل — Échec de connexion 🔥",
-                    description="Line one\n\tLine two\r\nログインできない")
+    body = incident(
+        "plain",
+        priority="P3",
+        title="تسجيل الدخول معطل — Échec de connexion 🔥",
+        description="Line one\n\tLine two\r\nログインできない",
+    )
     kubectl.apply(body)
     assert kubectl.get("incident", "plain")["spec"]["title"] == body["spec"]["title"]
 
 
 # ------------------------------------------------------------------------ 17.6 pre-breach warnings
+
 
 @pytest.fixture
 def receiver():
@@ -186,15 +262,37 @@ def receiver():
     server.stop()
 
 
-def test_pre_breach_warnings_arrive_once_each_at_their_fractions_across_a_sigkill(kubectl, start_operator, receiver):
+def test_pre_breach_warnings_arrive_once_each_at_their_fractions_across_a_sigkill(
+    kubectl, start_operator, receiver
+):
     kubectl.run("create", "secret", "generic", "oncall", f"--from-literal=primary={receiver.url('/primary')}")
-    kubectl.apply({"apiVersion": f"{GROUP}/{VERSION}", "kind": "EscalationPolicy", "metadata": {"name": "oncall"},
-                   "spec": {"levels": [{"name": "Primary on-call", "channels": [
-                       {"name": "webhook", "secretRef": {"name": "oncall", "key": "primary"}}]}]}})
-    config = {"deadlines": {"response": {"P2": "30s"}, "escalationInterval": {"P2": "1h"},
-                            "warnAt": {"P2": [0.3, 0.7]}},
-              "notifications": {"backoff": {"initial": "500ms", "max": "2s"}, "claimTimeout": "10s",
-                                "sendTimeout": "5s"}}
+    kubectl.apply(
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "EscalationPolicy",
+            "metadata": {"name": "oncall"},
+            "spec": {
+                "levels": [
+                    {
+                        "name": "Primary on-call",
+                        "channels": [{"name": "webhook", "secretRef": {"name": "oncall", "key": "primary"}}],
+                    }
+                ]
+            },
+        }
+    )
+    config = {
+        "deadlines": {
+            "response": {"P2": "30s"},
+            "escalationInterval": {"P2": "1h"},
+            "warnAt": {"P2": [0.3, 0.7]},
+        },
+        "notifications": {
+            "backoff": {"initial": "500ms", "max": "2s"},
+            "claimTimeout": "10s",
+            "sendTimeout": "5s",
+        },
+    }
     operator = start_operator(config)
     kubectl.apply(incident("warned", priority="P2"))
     kubectl.apply(incident("answered", priority="P2", state="Acknowledged", owner="frank"))
@@ -202,9 +300,12 @@ def test_pre_breach_warnings_arrive_once_each_at_their_fractions_across_a_sigkil
     first = wait_until(lambda: receiver.received(key="warning-0-30"), 30, interval=0.1, what="first warning")
     operator.kill()  # SIGKILL right after the first warning went out
     start_operator(config, name="restarted")
-    obj = wait_status(kubectl, "warned", lambda s: (s.get("escalation") or {}).get("level", 0) >= 1, 60,
-                      "deadline breached")
-    wait_until(lambda: receiver.received(event="incident.escalated"), 30, interval=0.1, what="escalation sent")
+    obj = wait_status(
+        kubectl, "warned", lambda s: (s.get("escalation") or {}).get("level", 0) >= 1, 60, "deadline breached"
+    )
+    wait_until(
+        lambda: receiver.received(event="incident.escalated"), 30, interval=0.1, what="escalation sent"
+    )
 
     warnings = receiver.received(event="incident.deadline_warning")
     assert sorted(r.handoff["key"] for r in warnings) == ["warning-0-30", "warning-0-70"]
@@ -217,7 +318,7 @@ def test_pre_breach_warnings_arrive_once_each_at_their_fractions_across_a_sigkil
     detected, deadline = ts(status["detectedAt"]), ts(status["responseDeadline"])
     entries = [e for e in status["timeline"] if e["type"] == "DeadlineWarning"]
     assert len(entries) == 2
-    for entry, fraction in zip(entries, (0.3, 0.7)):
+    for entry, fraction in zip(entries, (0.3, 0.7), strict=True):
         due = detected + (deadline - detected) * fraction
         assert ts(entry["time"]) >= due.replace(microsecond=0), (entry, due)  # never early
     assert status["escalation"]["warnedFractions"] == [0.3, 0.7]
@@ -225,7 +326,8 @@ def test_pre_breach_warnings_arrive_once_each_at_their_fractions_across_a_sigkil
 
 
 def test_acknowledgement_during_a_burst_of_200_creations_is_stamped_at_the_api_write(
-        kubectl, kubeconfig, namespace, start_operator):
+    kubectl, kubeconfig, namespace, start_operator
+):
     from concurrent.futures import ThreadPoolExecutor
 
     from kubernetes import client, config as kube_config
@@ -236,8 +338,9 @@ def test_acknowledgement_during_a_burst_of_200_creations_is_stamped_at_the_api_w
     wait_status(kubectl, "in-the-crowd", lambda s: s.get("detectedAt"))
 
     def create(index):
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, "incidents",
-                                            incident(f"burst-{index:03d}", priority="P3"))
+        api.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "incidents", incident(f"burst-{index:03d}", priority="P3")
+        )
 
     with ThreadPoolExecutor(8) as pool:
         creations = [pool.submit(create, index) for index in range(200)]
