@@ -12,7 +12,7 @@ import yaml
 
 from incident_operator.cli import kubectl_incident as plugin
 from incident_operator.domain.common import text
-from incident_operator.domain.common.textrender import render_text
+from incident_operator.domain.common.sandbox import DOCUMENT, RULE_TEXT, render
 from incident_operator.domain.notify import handoff
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,8 +71,9 @@ def test_refusal_names_the_characters_and_the_field():
 
 
 def test_rendered_templates_are_stripped():
-    rendered = render_text("Spike of {{ labels.topic }} tickets", {"labels": {"topic": "log\u202ein\u200b"}})
-    assert rendered == "Spike of login tickets"
+    context = {"labels": {"topic": "log\u202ein\u200b"}}
+    assert render("Spike of {{ labels.topic }} tickets", context, RULE_TEXT) == "Spike of login tickets"
+    assert render("Topic:\n{{ labels.topic }}\n", context, DOCUMENT) == "Topic:\nlogin\n"
 
 
 def test_the_crd_refuses_the_same_characters_as_the_operator_strips():

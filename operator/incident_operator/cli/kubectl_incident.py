@@ -31,6 +31,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, Sequence
+from ..domain.common.timeutil import time_or_none
 
 GROUP = "incidents.buttercream.io"
 VERSION = "v1alpha1"
@@ -209,16 +210,6 @@ def _call(fn, namespace: str, name: str | None, action: str):
 
 # -- formatting ------------------------------------------------------------------------------------------
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def short_duration(seconds: float) -> str:
     """kubectl's style: 45s, 12m, 3h5m, 2d4h."""
     seconds = int(max(seconds, 0))
@@ -239,7 +230,7 @@ def response_text(incident: dict[str, Any], now: datetime) -> tuple[str, str | N
     spec, status = incident.get("spec") or {}, incident.get("status") or {}
     if STATE_ORDER.get(spec.get("state") or "Triggered", 0) >= STATE_ORDER["Acknowledged"]:
         return "—", None
-    deadline = _parse_time(status.get("responseDeadline"))
+    deadline = time_or_none(status.get("responseDeadline"))
     if deadline is None:
         return "—", None
     left = (deadline - now).total_seconds()
@@ -281,7 +272,7 @@ def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespac
         priority = status.get("priority") or spec.get("priority") or "—"
         response, style = response_text(incident, now)
         level = int((status.get("escalation") or {}).get("level") or 0)
-        created = _parse_time(meta.get("creationTimestamp"))
+        created = time_or_none(meta.get("creationTimestamp"))
         row = [
             meta.get("name", ""),
             Text(priority, style=PRIORITY_STYLE.get(priority, "")),
@@ -330,7 +321,7 @@ def _at_option(p: argparse.ArgumentParser) -> None:
 
 def transition_spec(state: str, fields: dict[str, Any], at: str | None, now: datetime) -> dict[str, Any]:
     """The spec patch of a transition: the state, its fields, and when the person acted."""
-    acted = _parse_time(at) if at else now
+    acted = time_or_none(at) if at else now
     if acted is None:
         raise PluginError(f"--at {at!r}: expected an RFC 3339 time such as 2026-03-02T10:15:00Z")
     stamp = acted.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -37,7 +37,8 @@ from ..notify.book import DEADLINE_WARNING as WARNING_EVENT, queue as queue_noti
 from .priority import effective_priority, severity_of
 from .review import open_action_items, review_missing, review_required
 from .timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
-from ..common.timeutil import format_time, format_time_precise, parse_time
+from ..common.status import status_patch  # noqa: F401 - moved to domain/common/status.py
+from ..common.timeutil import format_time, format_time_precise, parse_time, time_or_none
 
 STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated", "Resolved", "Closed")
 STATE_INDEX = {name: index for index, name in enumerate(STATES)}
@@ -186,13 +187,6 @@ def _is_acknowledged(state: str) -> bool:
     return STATE_INDEX[state] >= STATE_INDEX["Acknowledged"]
 
 
-def _safe_time(value: Any) -> datetime | None:
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
-
-
 # ------------------------------------------------------------------------------ 1. validation
 
 def derive_priority(spec: Mapping[str, Any]) -> str:
@@ -233,15 +227,15 @@ def detected_at(metadata: Mapping[str, Any], status: Mapping[str, Any], now: dat
     (an Alertmanager alert or a ticket spike, services/alerts.py lowers the annotation), time to
     detect is measured from the earliest signal.
     """
-    existing = _safe_time(status.get("detectedAt"))
-    annotated = _safe_time((metadata.get("annotations") or {}).get(DETECTED_AT_ANNOTATION))
+    existing = time_or_none(status.get("detectedAt"))
+    annotated = time_or_none((metadata.get("annotations") or {}).get(DETECTED_AT_ANNOTATION))
     if annotated and annotated > now + FUTURE_SKEW:
         annotated = None
     if existing:
         return min(existing, annotated) if annotated else existing
     if annotated:
         return annotated
-    return _safe_time(metadata.get("creationTimestamp")) or now
+    return time_or_none(metadata.get("creationTimestamp")) or now
 
 
 def record_detection(metadata: Mapping[str, Any], old: Mapping[str, Any], priority: str, title: str,
@@ -254,7 +248,7 @@ def record_detection(metadata: Mapping[str, Any], old: Mapping[str, Any], priori
         step.entries.append(timeline_entry(detected, "Detected", f"{priority} incident opened ({source}): {title}"))
         step.notifications.append(Notification("opened", "incident.triggered"))
         step.observations.append("opened")
-    elif (_safe_time(old.get("detectedAt")) or detected) > detected:
+    elif (time_or_none(old.get("detectedAt")) or detected) > detected:
         step.entries.append(timeline_entry(now, "DetectedEarlier",
                                            f"Detection time moved from {old.get('detectedAt')} to "
                                            f"{format_time(detected)}: an earlier correlated signal joined"))
@@ -293,7 +287,7 @@ def write_time(metadata: Mapping[str, Any], spec_field: str) -> datetime | None:
             continue
         owned = ((entry.get("fieldsV1") or {}).get("f:spec") or {})
         if isinstance(owned, Mapping) and f"f:{spec_field}" in owned:
-            moment = _safe_time(entry.get("time"))
+            moment = time_or_none(entry.get("time"))
             if moment is not None:
                 times.append(moment)
     return min(times) if times else None
@@ -301,7 +295,7 @@ def write_time(metadata: Mapping[str, Any], spec_field: str) -> datetime | None:
 
 def _stamp_floor(status: Mapping[str, Any], detected: datetime) -> datetime:
     """No transition happens before detection or before the stamps already recorded."""
-    times = [detected] + [t for t in (_safe_time(status.get(name)) for name in
+    times = [detected] + [t for t in (time_or_none(status.get(name)) for name in
                                       (*STAMP_FIELD.values(), "lastReopenedAt")) if t is not None]
     return max(times)
 
@@ -320,7 +314,7 @@ def acted_at(metadata: Mapping[str, Any], spec: Mapping[str, Any], target: str, 
     note = None
     change = spec.get("stateChange")
     if isinstance(change, Mapping) and change.get("state") == target:
-        claimed = _safe_time(change.get("at"))
+        claimed = time_or_none(change.get("at"))
         latest = min((write_time(metadata, "stateChange") or now) + WRITE_TIME_RESOLUTION, now + FUTURE_SKEW)
         if claimed is None:
             note = f"spec.stateChange.at {change.get('at')!r} is not an RFC 3339 time"
@@ -395,7 +389,7 @@ def correct_stamp(status: Mapping[str, Any], metadata: Mapping[str, Any], spec: 
         return step
     if target == "Investigating" and status.get("lastReopenedAt"):
         return step  # the stamp of this Investigating is lastReopenedAt; investigatingAt is the first one
-    current = _safe_time(status.get(stamp))
+    current = time_or_none(status.get(stamp))
     if current is None:
         return step
     acted = acted_at(metadata, spec, target, floor, now)
@@ -686,14 +680,3 @@ def _ago(delta: timedelta) -> str:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
-
-def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch turning ``old`` status into ``new`` (top-level keys; None deletes)."""
-    patch: dict[str, Any] = {}
-    for key, value in new.items():
-        if old.get(key) != value:
-            patch[key] = value
-    for key in old:
-        if key not in new:
-            patch[key] = None
-    return patch
