@@ -462,3 +462,15 @@ def test_reopen_is_stamped_at_the_write_and_rearms_the_deadline():
     assert parse_time(body["status"]["responseDeadline"]) == at(1900)
     # Investigating counts as acknowledged: a reopen arms no pre-breach warning.
     assert body["status"]["escalation"].get("nextWarningAt") is None
+
+
+def test_a_stored_status_is_not_written_again_for_nulls_the_server_already_dropped():
+    from incident_operator.domain.common.status import status_patch
+
+    for spec in ({"priority": "P1"}, {"priority": "P2", "state": "Acknowledged", "owner": "alice"}):
+        body, _ = run(incident(**spec), T0)
+        # What the API server stores after the merge patch: a nested null deletes the key.
+        stored = {**body["status"],
+                  "escalation": {k: v for k, v in body["status"]["escalation"].items() if v is not None}}
+        again = lc.reconcile_incident({**body, "status": stored}, at(1), SETTINGS)
+        assert status_patch(stored, again.status) == {}, spec

@@ -646,7 +646,7 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
     escalation, step = warn_before_breach(escalation, settings.warn_at.get(priority, ()), armed_at,
                                           deadlines.response, acknowledged, reopen_count, priority, now)
     _take(status, outcome, entries, step)
-    status["escalation"] = escalation
+    status["escalation"] = _without_idle_nulls(old.get("escalation") or {}, escalation)
 
     conditions, step, outcome.breached = derive_conditions(
         old.get("conditions"), status.get("conditions"), spec=spec, target=target, priority=priority,
@@ -670,6 +670,15 @@ def reconcile_incident(body: Mapping[str, Any], now: datetime, settings: Lifecyc
     if generation is not None:
         status["observedGeneration"] = generation
     return outcome
+
+
+def _without_idle_nulls(stored: Mapping[str, Any], computed: Mapping[str, Any]) -> dict[str, Any]:
+    """``computed`` without the None (merge-patch "delete") of keys ``stored`` does not have.
+
+    A nested None deletes a key in a JSON merge patch; for a key that is not there it changes
+    nothing, yet the block would differ from the stored one on every sync and be written again.
+    """
+    return {key: value for key, value in computed.items() if value is not None or key in stored}
 
 
 def _ago(delta: timedelta) -> str:
