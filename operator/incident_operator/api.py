@@ -216,6 +216,7 @@ class IncidentSpec(TypedDict, total=False):
     urgency: str
     startedAt: str
     state: str
+    stateChange: dict[str, Any]  # {state, at}: when the person acted (docs/deadlines.md)
     customerImpact: dict[str, Any]
     workaround: str
     resolution: str

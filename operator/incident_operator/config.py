@@ -21,7 +21,7 @@ from .domain.alerts.alertmanager import with_fallback_namespace
 from .domain.common.durations import parse_duration
 from .domain.incident.calendar import BusinessCalendar
 from .domain.incident.deadlines import DeadlinePolicy
-from .domain.incident.lifecycle import LifecycleSettings
+from .domain.incident.lifecycle import DEFAULT_WARN_AT, LifecycleSettings, parse_warn_at
 from .domain.notify.book import DeliverySettings
 from .domain.incident.timeline import DEFAULT_TIMELINE_LIMIT
 
@@ -64,6 +64,7 @@ class OperatorConfig:
     prometheus: PrometheusConfig = field(default_factory=PrometheusConfig)
     calendar: BusinessCalendar = field(default_factory=lambda: BusinessCalendar.from_dict({}))
     deadlines: DeadlinePolicy = field(default_factory=lambda: DeadlinePolicy.from_dict({}))
+    warn_at: Mapping[str, tuple[float, ...]] = field(default_factory=lambda: DEFAULT_WARN_AT)  # deadlines.warnAt
     timeline_limit: int = DEFAULT_TIMELINE_LIMIT
     metrics_port: int = 8080
     new_series_delay: float = DEFAULT_NEW_SERIES_DELAY  # metrics.newSeriesDelay, seconds
@@ -80,7 +81,8 @@ class OperatorConfig:
 
     @property
     def lifecycle(self) -> LifecycleSettings:
-        return LifecycleSettings(calendar=self.calendar, policy=self.deadlines, timeline_limit=self.timeline_limit)
+        return LifecycleSettings(calendar=self.calendar, policy=self.deadlines, timeline_limit=self.timeline_limit,
+                                 warn_at=self.warn_at)
 
     def alertmanager_for(self, namespaces: tuple[str, ...]) -> AlertSettings:
         """The ``alertmanager`` settings, with the incidents' namespace checked against the watched ones.
@@ -119,13 +121,17 @@ class OperatorConfig:
                 raise ConfigError("timelineLimit must be between 1 and 100 (the CRD bounds status.timeline)")
             detection = dict(data.get("detection") or {})
             metrics = dict(data.get("metrics") or {})
+            # deadlines.warnAt (pre-breach warnings) belongs to the lifecycle, the rest to DeadlinePolicy.
+            deadlines = dict(data.get("deadlines") or {})
+            warn_at = parse_warn_at(deadlines.pop("warnAt", None))
             # A bad ``alertmanager`` block is refused at load time (the namespace is checked at start-up).
             alertmanager = parse_alertmanager_settings(data.get("alertmanager") or {}, require_namespace=False)
             return cls(
                 namespaces=tuple(data.get("namespaces") or ()),
                 prometheus=prometheus,
                 calendar=BusinessCalendar.from_dict(data.get("calendar") or {}),
-                deadlines=DeadlinePolicy.from_dict(data.get("deadlines") or {}),
+                deadlines=DeadlinePolicy.from_dict(deadlines),
+                warn_at=warn_at,
                 timeline_limit=timeline_limit,
                 metrics_port=int(metrics.get("port", 8080)),
                 new_series_delay=_new_series_delay(metrics.get("newSeriesDelay", DEFAULT_NEW_SERIES_DELAY)),

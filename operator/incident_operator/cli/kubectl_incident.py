@@ -15,7 +15,9 @@ it as a plugin::
 It uses the current kubeconfig, context and namespace (``--kubeconfig``, ``--context`` and
 ``-n``/``--namespace`` override them, before or after the command and its arguments). ``-o`` is
 the output format, as in kubectl. A transition sets ``spec.state`` (and the fields that go
-with it); the API server's rules decide whether it is allowed, and their refusal is shown as is.
+with it) and ``spec.stateChange`` (when you acted: now, or ``--at``), so the operator stamps the
+time you acted even when it is down or busy (docs/deadlines.md); the API server's rules decide
+whether it is allowed, and their refusal is shown as is.
 Errors are one line on stderr and a non-zero exit status: 1 when the cluster refuses or lacks
 something, 2 for usage mistakes.
 """
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--owner", help="who owns it (default: you, as the cluster knows you; else kubeconfig user, $USER)")
     p.add_argument("-o", "--output", choices=OBJECT_FORMATS, help="print the updated Incident in this format")
+    _at_option(p)
 
     for verb, what in (("mitigate", "customer impact is mitigated"), ("close", "close the incident (P1/P2 need a "
                                                                                 "complete review)")):
@@ -93,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("name")
         p.add_argument("--owner", help="also set the owner (required once acknowledged, if not set yet)")
         p.add_argument("-o", "--output", choices=OBJECT_FORMATS, help="print the updated Incident in this format")
+        _at_option(p)
 
     p = sub.add_parser("resolve", help="resolve the incident; the signal is then watched for a relapse")
     _cluster_options(p, top=False)
@@ -100,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", help="what fixed it (quoted in the resolution notice)")
     p.add_argument("--owner", help="also set the owner (required once acknowledged, if not set yet)")
     p.add_argument("-o", "--output", choices=OBJECT_FORMATS, help="print the updated Incident in this format")
+    _at_option(p)
 
     p = sub.add_parser("timeline", help="the incident's timeline (status.timeline)")
     _cluster_options(p, top=False)
@@ -346,13 +351,29 @@ def print_objects(data: Any, output: str) -> None:
         print(json.dumps(data, indent=4, ensure_ascii=False))
 
 
+def _at_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--at", metavar="TIME", help="when you did it, if earlier than now (RFC 3339, e.g. "
+                   "2026-03-02T10:15:00Z); the operator never takes a time after your change reached the cluster")
+
+
+def transition_spec(state: str, fields: dict[str, Any], at: str | None, now: datetime) -> dict[str, Any]:
+    """The spec patch of a transition: the state, its fields, and when the person acted."""
+    acted = time_or_none(at) if at else now
+    if acted is None:
+        raise PluginError(f"--at {at!r}: expected an RFC 3339 time such as 2026-03-02T10:15:00Z")
+    stamp = acted.astimezone(timezone.utc).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"state": state, **{k: v for k, v in fields.items() if v is not None},
+            "stateChange": {"state": state, "at": stamp}}
+
+
 def _transition(args: argparse.Namespace, state: str, verb: str, past: str, fields: dict[str, Any]) -> int:
     from kubernetes import client
 
+    now = datetime.now(timezone.utc)
+    spec = transition_spec(state, fields, getattr(args, "at", None), now)
     api_client = _api(args)
     api = client.CustomObjectsApi(api_client)
     namespace = _namespace(args)
-    spec: dict[str, Any] = {"state": state, **{k: v for k, v in fields.items() if v is not None}}
     if state == State.ACKNOWLEDGED and not spec.get("owner"):
         spec["owner"] = current_user(args, api_client)
     updated = _call(lambda: api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, args.name,

@@ -140,9 +140,11 @@ class Notifier:
         meta = body["metadata"]
         spec = body.get("spec") or {}
         state = status.get("state") or spec.get("state") or INITIAL_STATE
-        if item.get("event") == book_ops.ESCALATED and is_at_least(state, State.ACKNOWLEDGED):
+        if (item.get("event") in (book_ops.ESCALATED, book_ops.DEADLINE_WARNING)
+                and is_at_least(state, State.ACKNOWLEDGED)):
+            what = "escalation notice" if item.get("event") == book_ops.ESCALATED else "deadline warning"
             return await self._record(body, item_key, book_ops.DeliveryResult(
-                book_ops.SUPERSEDED, detail=f"the incident was {state} before the escalation notice went out"))
+                book_ops.SUPERSEDED, detail=f"the incident was {state} before the {what} went out"))
 
         try:
             candidates = await self.policies.candidates(meta["namespace"], self.shared_namespace)

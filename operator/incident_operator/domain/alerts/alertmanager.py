@@ -25,6 +25,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from ...api import (DEFAULT_PRIORITY, DETECTED_AT_ANNOTATION, INITIAL_STATE, PRIORITIES, SERVICE_LABEL,
                     SOURCE_ANNOTATION, UNRESOLVED, Priority, Source, State)
 from ...names import label_value
+from ..common.text import strip_unsafe
 from ..common.durations import duration_value
 from ..common.timeutil import format_time_precise, parse_time, time_or_none
 
@@ -506,7 +507,9 @@ def plan_group(notification: Notification, settings: AlertSettings) -> GroupPlan
         group_key=notification.group_key, status=notification.status,
         alerts=tuple(a for a, _ in selected), priority=priority,
         service=label_of("service_label"), team=label_of("team_label"),
-        title=" ".join(title.split())[:200], description=description[:10000], links=tuple(links[:20]),
+        # Annotations are tenant text: no bidi, zero-width or control characters (domain/common/text.py).
+        title=" ".join(strip_unsafe(title).split())[:200],
+        description=strip_unsafe(description, multiline=True)[:10000], links=tuple(links[:20]),
     )
 
 

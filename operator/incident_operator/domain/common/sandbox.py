@@ -36,6 +36,8 @@ import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .text import strip_unsafe
+
 __all__ = ["Limits", "TemplateError", "render", "RULE_TEXT", "DOCUMENT"]
 
 Reason = Literal["syntax", "sandbox", "undefined", "timeout", "error"]
@@ -251,7 +253,8 @@ def _generate(template: jinja2.Template, context: Mapping[str, Any], limits: Lim
 def render(template_source: str, context: Mapping[str, Any], limits: Limits) -> str:
     """Renders ``template_source`` with ``context`` in the sandbox; :class:`TemplateError` on any failure."""
     try:
-        return _generate(_compile(template_source, limits), context, limits)
+        # Context values (series labels, tenant text) reach people: no bidi or zero-width characters.
+        return strip_unsafe(_generate(_compile(template_source, limits), context, limits), multiline=True)
     except jinja2.TemplateSyntaxError as error:
         message = f"syntax error at line {error.lineno}: {error.message}"
         raise TemplateError("syntax", message, error.lineno) from None

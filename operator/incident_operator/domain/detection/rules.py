@@ -31,6 +31,7 @@ from .detectors import (
 from ..common.durations import parse_duration
 from .episodes import FIRING, INACTIVE, EpisodeState, mark_resolved, step
 from ..common.sandbox import RULE_TEXT, TemplateError, render
+from ..common.text import strip_unsafe
 from ..common.timeutil import format_time, format_time_precise
 
 MAX_GROUPS = 100
@@ -522,7 +523,7 @@ def plan_evaluation(
                     kind="dry-run" if rule.dry_run else "open", fingerprint=fp, incident=name, labels=dict(labels),
                     value=verdict.value, verdict=verdict, started_at=started,
                     priority=priority_for(rule, verdict.value),
-                    title=_render(rule.title, context, DEFAULT_TITLE)[:200],
+                    title=strip_unsafe(_render(rule.title, context, DEFAULT_TITLE))[:200],  # one line
                     description=_render(rule.description, context, "")[:10000] if rule.description else "",
                     service=_render(rule.service, context, "") or None if rule.service else None,
                     team=_render(rule.team, context, "") or None if rule.team else None,

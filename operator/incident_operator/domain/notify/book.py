@@ -34,6 +34,7 @@ MAX_ABANDONED = 50  # status.notifications.abandoned maxItems
 ERROR_LIMIT = 1000
 ACTOR = "incident-operator/notifier"
 ESCALATED = "incident.escalated"
+DEADLINE_WARNING = "incident.deadline_warning"  # pre-breach warning, to the current escalation level
 
 # Outcome reasons of one delivery attempt.
 DELIVERED = "Delivered"
@@ -238,13 +239,14 @@ class Target:
 def policy_levels_for(item: Mapping[str, Any], policy_spec: Mapping[str, Any]) -> list[int]:
     """Which policy levels (1-based) a notification goes to.
 
-    Escalation level N goes to policy level N; past the last level, the last level repeats.
+    Escalation level N (and a pre-breach warning at level N) goes to policy level N; past the
+    last level, the last level repeats.
     Everything else (state changes) goes to ``notifyOnStateChange`` (default: level 1).
     """
     levels = list(policy_spec.get("levels") or [])
     if not levels:
         return []
-    if item.get("event") == ESCALATED and int(item.get("level") or 0) > 0:
+    if item.get("event") in (ESCALATED, DEADLINE_WARNING) and int(item.get("level") or 0) > 0:
         return [min(int(item["level"]), len(levels))]
     wanted = policy_spec.get("notifyOnStateChange") or [1]
     return sorted({int(n) for n in wanted if 1 <= int(n) <= len(levels)})

@@ -28,12 +28,14 @@ VERBS = {
     "incident.closed": State.CLOSED.value,
     "incident.reopened": "Reopened",
     "incident.escalated": "Escalated",
+    "incident.deadline_warning": "Response deadline approaching",
     "incident.priority_updated": "Priority changed",
 }
 # Apprise notify types: info, success, warning, failure.
 NOTIFY_TYPES = {
     "incident.triggered": "warning",
     "incident.escalated": "failure",
+    "incident.deadline_warning": "warning",
     "incident.reopened": "failure",
     "incident.priority_updated": "warning",
     "incident.mitigated": "success",
@@ -144,6 +146,9 @@ def render_title(packet: Mapping[str, Any]) -> str:
     verb = VERBS.get(event, event)
     if event == "incident.escalated":
         verb = f"Escalated to level {(packet.get('escalation') or {}).get('level')}"
+    elif event == "incident.deadline_warning":
+        left = (packet.get("deadline") or {}).get("timeLeft")
+        verb = "Not yet acknowledged" + (f", {left}" if left else "")
     elif event == "incident.acknowledged" and incident.get("owner"):
         verb = f"Acknowledged by {incident['owner']}"
     service = f" ({incident['service']})" if incident.get("service") else ""
@@ -163,6 +168,9 @@ def render_markdown(packet: Mapping[str, Any]) -> str:
     if packet.get("type") == "incident.escalated":
         target = f" ({escalation['target']})" if escalation.get("target") else ""
         head += f", escalated to level {escalation.get('level')}{target}"
+    elif packet.get("type") == "incident.deadline_warning":
+        target = f" ({escalation['target']})" if escalation.get("target") else ""
+        head += f" and not yet acknowledged: {deadline.get('timeLeft') or 'due soon'} to respond{target}"
     lines.append(head + ".")
     if deadline.get("responseDeadline"):
         left = f" ({deadline['timeLeft']})" if deadline.get("timeLeft") else ""
