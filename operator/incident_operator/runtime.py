@@ -33,7 +33,10 @@ async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str,
         await kopf.operator(
             clusterwide=not namespaces,
             namespaces=list(namespaces),
-            standalone=True,
+            # memo.peering: `incident-operator --peering NAME` (the chart's peering.enabled).
+            standalone=not memo.get("peering"),
+            peering_name=memo.get("peering") or None,
+            priority=memo.get("peering_priority") if memo.get("peering") else None,
             liveness_endpoint=liveness,
             memo=memo,
         )

@@ -162,3 +162,30 @@ async def upsert_configmap(namespace: str, name: str, data: dict[str, str], owne
         await _call(core().create_namespaced_config_map, namespace, body)
     except Conflict:
         await _call(core().replace_namespaced_config_map, name, namespace, body)
+
+
+# -- kopf peering (incident-operator --peering NAME) ---------------------------------------------------
+
+KOPF_GROUP = "kopf.dev"
+KOPF_VERSION = "v1"
+
+
+async def ensure_peering(name: str, namespaces: tuple[str, ...]) -> None:
+    """Creates kopf's peering object(s) NAME if missing: one ClusterKopfPeering for a cluster-wide
+    operator, a KopfPeering in each watched namespace otherwise. kopf only patches them (a missing one
+    means no peering, silently); the chart cannot ship them next to the CRDs it installs in the same
+    release (their kind is unknown to the API server until the CRDs exist)."""
+    body = {"apiVersion": f"{KOPF_GROUP}/{KOPF_VERSION}", "metadata": {"name": name}}
+    api = custom_objects()
+    try:
+        if not namespaces:
+            await _call(api.create_cluster_custom_object, KOPF_GROUP, KOPF_VERSION, "clusterkopfpeerings",
+                        {**body, "kind": "ClusterKopfPeering"})
+        for namespace in namespaces:
+            try:
+                await _call(api.create_namespaced_custom_object, KOPF_GROUP, KOPF_VERSION, namespace,
+                            "kopfpeerings", {**body, "kind": "KopfPeering"})
+            except Conflict:
+                pass
+    except Conflict:
+        pass

@@ -22,8 +22,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **
     # Only warnings from logs become Kubernetes Events; the timeline and our own
     # kopf.event() calls carry the story. Avoids an Event per handler run.
     settings.posting.level = logging.WARNING
-    # One replica with Recreate (see the chart); no peering objects needed.
-    settings.peering.standalone = True
+    # Standalone unless `--peering NAME` (the chart's peering.enabled): then kopf.operator() has set
+    # the peering name and this operator's priority (the newest wins; runtime.py, __main__.py).
+    if not memo.get("peering"):
+        settings.peering.standalone = True
+    else:
+        from ..adapters.kube import NotFound, ensure_peering
+
+        try:
+            await ensure_peering(memo.peering, tuple(memo.get("namespaces") or ()))
+        except NotFound:
+            raise kopf.PermanentError(f"--peering {memo.peering}: kopf's peering CRDs (kopf.dev) are not installed; "
+                                      "the chart installs them with peering.enabled") from None
     # settings.queueing.worker_limit stays unset: kopf's per-object workers only hand events to our
     # queues (Incidents: services/incident_queue.py) or spawn a rule's daemon, so they are short;
     # the work itself is bounded there, and connections in runtime.py.
