@@ -59,7 +59,7 @@ lint-workflows: actionlint ## Check .github/workflows with actionlint
 
 .PHONY: checkov
 checkov: helm ## Scan the rendered chart with checkov (in a throwaway venv; findings explained in the chart README)
-	@bash tools/image/checkov.sh "$$(bash tests/tools/build-helm.sh 2>/dev/null)"
+	@bash tools/checkov.sh "$$(bash tests/tools/build-helm.sh 2>/dev/null)"
 
 .PHONY: test
 test: deps image ## Run every test: unit, then integration against a real control plane and Prometheus
