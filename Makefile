@@ -16,14 +16,28 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(VENV)/.installed: pyproject.toml
-	@echo "==> Python virtualenv in $(VENV) with the project and its test extra"
+	@echo "==> Python virtualenv in $(VENV) with the project and its test and lint extras"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PIP) install -q --upgrade pip
-	@$(PIP) install -q -e '.[test]'
+	@$(PIP) install -q -e '.[test,lint]'
 	@touch $@
 
 .PHONY: venv
-venv: $(VENV)/.installed ## Create the virtualenv and install the project with its test extra
+venv: $(VENV)/.installed ## Create the virtualenv and install the project with its test and lint extras
+
+# mypy --strict covers the typed core: whichever of these exist.
+MYPY_PATHS := $(wildcard operator/incident_operator/domain operator/incident_operator/api.py \
+                         operator/incident_operator/context.py)
+
+.PHONY: lint
+lint: venv ## ruff, the import contracts of .importlinter, mypy --strict on domain/, api.py, context.py
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy $(MYPY_PATHS)
+
+.PHONY: wheel-check
+wheel-check: venv ## Build the wheel, install it without extras in a fresh venv, run and import all of it
+	$(PY) -m tools.check_wheel
 
 .PHONY: apt-deps
 apt-deps: ## Install Debian packages the tests need (Prometheus, Alertmanager, mmdebstrap, buildah), if missing
@@ -75,7 +89,7 @@ test-integration: deps image ## Run the integration tests only
 
 .PHONY: crds
 crds: helm ## Copy crds/, dashboards/ and alerts/ into the chart and the package; render manifests/install.yaml
-	$(PY) -m incident_operator.cli.sync_crds --helm "$$(bash tests/tools/build-helm.sh 2>/dev/null)"
+	$(PY) -m tools.sync_crds --helm "$$(bash tests/tools/build-helm.sh 2>/dev/null)"
 
 .PHONY: chart
 chart: crds ## Lint the Helm chart (after syncing its generated files)
@@ -90,7 +104,7 @@ bench: deps ## Run the benchmarks; they print figures (never pass/fail)
 
 .PHONY: demo
 demo: deps ## One-command tour: control plane, Prometheus, ticket simulator, operator, live view
-	$(PY) -m incident_operator.cli.demo
+	$(PY) -m tools.demo
 
 .PHONY: run
 run: venv ## Run the operator against the current kubeconfig

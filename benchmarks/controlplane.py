@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from incident_operator.devenv.controlplane import BUILD_SCRIPT, ControlPlane  # noqa: E402
+from tools.devenv.controlplane import BUILD_SCRIPT, ControlPlane  # noqa: E402
 
 
 def main() -> int:

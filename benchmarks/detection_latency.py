@@ -39,10 +39,10 @@ from kubernetes import client, config as kube_config, watch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from incident_operator.devenv.controlplane import ControlPlane  # noqa: E402
-from incident_operator.devenv.operator import OperatorProcess  # noqa: E402
-from incident_operator.devenv.prometheus import Prometheus  # noqa: E402
-from incident_operator.devenv.tickets import TicketExporter  # noqa: E402
+from tools.devenv.controlplane import ControlPlane  # noqa: E402
+from tools.devenv.operator import OperatorProcess  # noqa: E402
+from tools.devenv.prometheus import Prometheus  # noqa: E402
+from tools.devenv.tickets import TicketExporter  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
 
 GROUP, VERSION, NS = "incidents.buttercream.io", "v1alpha1", "latency"

@@ -36,9 +36,9 @@ from kubernetes import client, config as kube_config  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from incident_operator.devenv.controlplane import ControlPlane  # noqa: E402
+from tools.devenv.controlplane import ControlPlane  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
-from tests.support.operator import OperatorProcess  # noqa: E402
+from tools.devenv.operator import OperatorProcess  # noqa: E402
 
 GROUP, VERSION = "incidents.buttercream.io", "v1alpha1"
 NS = "bench"

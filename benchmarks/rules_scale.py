@@ -30,10 +30,10 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from benchmarks.incidents_scale import cpu_seconds, rss_kib  # noqa: E402
-from incident_operator.devenv.controlplane import ControlPlane  # noqa: E402
-from incident_operator.devenv.operator import OperatorProcess  # noqa: E402
-from incident_operator.devenv.prometheus import Prometheus  # noqa: E402
-from incident_operator.devenv.tickets import TicketExporter  # noqa: E402
+from tools.devenv.controlplane import ControlPlane  # noqa: E402
+from tools.devenv.operator import OperatorProcess  # noqa: E402
+from tools.devenv.prometheus import Prometheus  # noqa: E402
+from tools.devenv.tickets import TicketExporter  # noqa: E402
 from tests.support.kubectl import Kubectl  # noqa: E402
 
 GROUP, VERSION, NS = "incidents.buttercream.io", "v1alpha1", "rules"
@@ -100,7 +100,7 @@ def main() -> int:
             time.sleep(2)
         measured = time.monotonic() - warm_until
         cpu = cpu_seconds(operator.process.pid) - cpu_at_warm
-        lags = sorted(b - a - args.interval for times in seen.values() for a, b in zip(times, times[1:]))
+        lags = sorted(b - a - args.interval for times in seen.values() for a, b in zip(times, times[1:], strict=False))
         table = Table(title=f"{args.rules} DetectionRules at {args.interval}s on one replica")
         table.add_column("figure")
         table.add_column("value", justify="right")

@@ -19,7 +19,6 @@ over the dashboard's time range, so they survive operator restarts (see docs/met
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

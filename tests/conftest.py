@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
 import uuid
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import pytest
 import yaml
 
 from tests.support.kubectl import Kubectl
-from tests.support.processes import wait_until
+from tools.devenv.processes import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "crds"
@@ -46,7 +44,7 @@ def control_plane(tmp_path_factory):
     if os.environ.get("USE_EXISTING_CLUSTER", "").lower() == "true":
         cluster = ExistingCluster()
     else:
-        from tests.support.controlplane import ControlPlane
+        from tools.devenv.controlplane import ControlPlane
 
         cluster = ControlPlane(tmp_path_factory.mktemp("controlplane")).start()
     try:
@@ -84,7 +82,7 @@ def kubectl(kubeconfig, namespace) -> Kubectl:
 
 @pytest.fixture(scope="session")
 def prometheus(tmp_path_factory):
-    from tests.support.prometheus import Prometheus
+    from tools.devenv.prometheus import Prometheus
 
     server = Prometheus(tmp_path_factory.mktemp("prometheus")).start()
     yield server
@@ -94,7 +92,7 @@ def prometheus(tmp_path_factory):
 @pytest.fixture
 def start_operator(kubeconfig, namespace, tmp_path):
     """Starts the operator process(es) for this test's namespace; stops them afterwards."""
-    from tests.support.operator import OperatorProcess
+    from tools.devenv.operator import OperatorProcess
 
     started: list[OperatorProcess] = []
 

@@ -12,7 +12,7 @@ def exporter(prometheus):
     """A ticket exporter scraped by the session's Prometheus under its own target label."""
     import uuid
 
-    from tests.support.tickets import TicketExporter
+    from tools.devenv.tickets import TicketExporter
 
     tickets = TicketExporter().start()
     name = "tickets-" + uuid.uuid4().hex[:6]

@@ -21,9 +21,9 @@ import yaml
 
 from tests.support.alertmanager import Alertmanager
 from tests.support.kubectl import GROUP, VERSION, condition
-from tests.support.processes import free_port, wait_until
-from tests.support.prometheus import Prometheus
-from tests.support.tickets import TicketExporter
+from tools.devenv.processes import free_port, wait_until
+from tools.devenv.prometheus import Prometheus
+from tools.devenv.tickets import TicketExporter
 
 SERVICE_LABEL = "incidents.buttercream.io/service"
 RULE_LABEL = "incidents.buttercream.io/rule"
@@ -109,12 +109,12 @@ def test_real_alertmanager_opens_one_incident_records_recovery_and_a_ticket_spik
     prom = Prometheus(tmp_path / "prom", rule_files=[rules])
     token = secrets.token_hex(16)
     kubectl.run("create", "secret", "generic", "alertmanager-webhook", f"--from-literal=token={token}")
-    port = free_port()
     operator = start_operator({
         "prometheus": {"url": prom.url},
-        "alertmanager": {"enabled": True, "port": port, "namespace": namespace,
+        "alertmanager": {"enabled": True, "port": free_port(), "namespace": namespace,
                          "tokenSecretRef": {"name": "alertmanager-webhook", "key": "token"}},
     })
+    port = operator.alert_receiver_port  # read back: a retry after a lost port picks another
     am = Alertmanager(tmp_path / "am", f"http://127.0.0.1:{port}{PATH}", token).start()
     prom.alertmanager_url = am.address
     prom.start()
@@ -201,8 +201,7 @@ def test_real_alertmanager_opens_one_incident_records_recovery_and_a_ticket_spik
 
 def test_malformed_oversized_or_unauthenticated_posts_get_4xx_and_change_nothing(
         kubectl, namespace, start_operator, token_file):
-    port = free_port()
-    start_operator(receiver_config(namespace, port, token_file, maxBodyBytes=4096))
+    port = start_operator(receiver_config(namespace, free_port(), token_file, maxBodyBytes=4096)).alert_receiver_port
     token = token_file.read_text().strip()
     now = datetime.now(timezone.utc)
     good = notification('{}:{alertname="Down"}', [alert("firing", {"alertname": "Down", "severity": "warning",
@@ -234,9 +233,8 @@ def test_malformed_oversized_or_unauthenticated_posts_get_4xx_and_change_nothing
 
 def test_same_group_updates_one_incident_resolves_reopens_and_never_reopens_a_closed_one(
         kubectl, namespace, start_operator, token_file):
-    port = free_port()
-    start_operator(receiver_config(namespace, port, token_file, resolveOnResolved=True,
-                                   mappings=[{"matchers": ['severity=~"warning|critical"']}]))
+    port = start_operator(receiver_config(namespace, free_port(), token_file, resolveOnResolved=True,
+                                          mappings=[{"matchers": ['severity=~"warning|critical"']}])).alert_receiver_port
     token = token_file.read_text().strip()
     group = '{}/{severity=~"warning|critical"}:{alertname="ApiErrors", service="api"}'
     labels = {"alertname": "ApiErrors", "severity": "warning", "service": "api", "team": "core"}
@@ -307,9 +305,9 @@ def test_alert_joins_an_open_ticket_spike_incident_and_detection_moves_to_the_ea
         kubectl, namespace, start_operator, prometheus, exporter, token_file):
     topic = "login-" + uuid.uuid4().hex[:4]
     exporter.set_rate(topic, 0.0)
-    port = free_port()
-    start_operator({"prometheus": {"url": prometheus.url},
-                    **receiver_config(namespace, port, token_file, correlationWindow="30m")})
+    port = start_operator({"prometheus": {"url": prometheus.url},
+                           **receiver_config(namespace, free_port(), token_file,
+                                             correlationWindow="30m")}).alert_receiver_port
     token = token_file.read_text().strip()
     kubectl.apply({
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule", "metadata": {"name": "login-spike"},

@@ -22,7 +22,7 @@ import yaml
 from incident_operator.config import OperatorConfig
 from tests.support import helm as chart
 from tests.support.kubectl import GROUP, VERSION, Kubectl, condition, incident
-from tests.support.processes import free_port, wait_until
+from tools.devenv.processes import free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "crds"
@@ -424,8 +424,9 @@ def test_chart_crds_equal_crds_dir_and_are_kept_on_uninstall():
 
 
 def run_sync(*args: str, repo: Path = REPO) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO / "operator")}
-    return subprocess.run([sys.executable, "-m", "incident_operator.cli.sync_crds", "--helm", chart.helm_binary(),
+    # tools/ (the workshop, not installed) from the checkout; incident_operator from operator/.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "operator")])}
+    return subprocess.run([sys.executable, "-m", "tools.sync_crds", "--helm", chart.helm_binary(),
                            "--repo", str(repo), *args], capture_output=True, text=True, env=env, timeout=120)
 
 
@@ -658,8 +659,8 @@ def receiver():
 @pytest.mark.skipif(EXISTING_CLUSTER, reason="installs cluster-wide RBAC into a throwaway control plane of its own")
 def test_operator_runs_cluster_wide_under_the_charts_service_account(tmp_path, prometheus, receiver):
     """The default install, as `kubectl apply -f` of the rendered chart into an empty cluster with RBAC on."""
-    from tests.support.controlplane import ControlPlane
-    from tests.support.operator import OperatorProcess
+    from tools.devenv.controlplane import ControlPlane
+    from tools.devenv.operator import OperatorProcess
 
     control_plane = ControlPlane(tmp_path / "controlplane").start()
     operator = None

@@ -13,6 +13,8 @@ import threading
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[2]
+
 
 def alive(pid: int) -> bool:
     try:
@@ -42,9 +44,11 @@ def processes_mentioning(text: str) -> list[str]:
 def test_demo_shows_a_detected_incident_and_sigint_stops_everything(tmp_path):
     pidfile = tmp_path / "demo.pids"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # tools/ is the workshop (not installed): run it from the checkout, as `make demo` does.
     demo = subprocess.Popen(
-        [sys.executable, "-m", "incident_operator.cli.demo", "--duration", "150", "--pidfile", str(pidfile)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env)
+        [sys.executable, "-m", "tools.demo", "--duration", "150", "--pidfile", str(pidfile)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, env=env,
+        cwd=REPO)
     lines: "queue.Queue[str | None]" = queue.Queue()
 
     def read() -> None:

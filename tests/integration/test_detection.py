@@ -8,8 +8,8 @@ from datetime import datetime
 
 
 from tests.support.kubectl import GROUP, VERSION, condition
-from tests.support.processes import free_port, wait_until
-from tests.support.prometheus import Prometheus
+from tools.devenv.processes import free_port, wait_until  # noqa: F401 - free_port: used by tests on branch recurrence
+from tools.devenv.prometheus import Prometheus
 
 RULE_LABEL = "incidents.buttercream.io/rule"
 

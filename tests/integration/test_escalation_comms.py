@@ -14,7 +14,7 @@ from kubernetes import client, config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.kubectl import GROUP, VERSION, condition, incident
-from tests.support.processes import wait_until
+from tools.devenv.processes import wait_until
 from tests.support.receiver import Receiver
 
 FAST = {

@@ -15,7 +15,7 @@ from kubernetes import client, config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from tests.support.kubectl import GROUP, VERSION, condition, incident
-from tests.support.processes import wait_until
+from tools.devenv.processes import wait_until
 
 ODD_TEXT = st.one_of(
     st.text(min_size=0, max_size=50),
@@ -117,7 +117,7 @@ def test_hostile_objects_are_refused_or_marked_invalid_and_the_operator_survives
     kubectl.apply(incident("canary", priority="P3"))
 
     for kind, name in accepted:
-        obj = wait_until(lambda: (lambda o: o if condition(o, "Ready") else None)(kubectl.get(kind, name)), 60,
+        obj = wait_until(lambda kind=kind, name=name: (lambda o: o if condition(o, "Ready") else None)(kubectl.get(kind, name)), 60,
                          what=f"{kind} {name} to get a Ready condition")
         ready = condition(obj, "Ready")
         assert ready["status"] == "True" or ready["reason"] in ("Invalid", "PrometheusUnavailable", "QueryFailed"), ready

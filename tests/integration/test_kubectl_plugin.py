@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.support.kubectl import incident, kubectl_binary
-from tests.support.processes import free_port, wait_until
+from tools.devenv.processes import refused_port, wait_until
 
 PLUGIN = [sys.executable, "-m", "incident_operator.cli.kubectl_incident"]
 
@@ -138,13 +138,13 @@ def test_errors_are_one_clear_line(kubectl, namespace, plugin, tmp_path):
     assert empty.returncode == 0 and empty.stdout == ""
     assert empty.stderr.strip() == "No incidents found in namespace no-incidents-here."
 
-    port = free_port()
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "gone",
-              "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}",
-                                                       "insecure-skip-tls-verify": True}}],
-              "users": [{"name": "u", "user": {"token": "x"}}],
-              "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}]}
-    dead = tmp_path / "dead-kubeconfig"
-    dead.write_text(yaml.safe_dump(config))
-    error = one_line_error(plugin("list", env_extra={"KUBECONFIG": str(dead)}))
-    assert error == f"error: cannot reach the Kubernetes API server at 127.0.0.1:{port}: connection refused"
+    with refused_port() as port:
+        config = {"apiVersion": "v1", "kind": "Config", "current-context": "gone",
+                  "clusters": [{"name": "gone", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                           "insecure-skip-tls-verify": True}}],
+                  "users": [{"name": "u", "user": {"token": "x"}}],
+                  "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}]}
+        dead = tmp_path / "dead-kubeconfig"
+        dead.write_text(yaml.safe_dump(config))
+        error = one_line_error(plugin("list", env_extra={"KUBECONFIG": str(dead)}))
+        assert error == f"error: cannot reach the Kubernetes API server at 127.0.0.1:{port}: connection refused"

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from tests.integration.test_detection import RULE_LABEL, incidents_of, rule
+from tests.integration.test_detection import incidents_of, rule
 from tests.support.kubectl import condition, incident
-from tests.support.processes import wait_until
+from tools.devenv.processes import wait_until
 
 
 def test_sigkill_mid_detection_opens_no_duplicate(kubectl, start_operator, prometheus, exporter):

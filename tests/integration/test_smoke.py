@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from tests.support.kubectl import incident
-from tests.support.processes import wait_until
+from tools.devenv.processes import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 

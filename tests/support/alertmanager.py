@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .processes import ManagedProcess, free_port, wait_until
+from tools.devenv.processes import ManagedProcess, free_port, on_fresh_ports, wait_until
 
 
 def alertmanager_binary() -> str:
@@ -63,6 +63,15 @@ class Alertmanager:
         }
 
     def start(self) -> "Alertmanager":
+        on_fresh_ports(self._start, self._pick_port)
+        return self
+
+    def _pick_port(self) -> None:
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.address}"
+
+    def _start(self) -> None:
         config_path = self.workdir / "alertmanager.yml"
         config_path.write_text(yaml.safe_dump(self.config()))
         self.process = ManagedProcess(
@@ -78,11 +87,10 @@ class Alertmanager:
             self.workdir,
         ).start()
         wait_until(self._ready, 60, interval=0.2, what="alertmanager /-/ready")
-        return self
 
     def _ready(self) -> bool:
-        if self.process is not None and not self.process.alive():
-            raise RuntimeError("alertmanager exited:\n" + self.process.tail())
+        if self.process is not None:
+            self.process.check_alive()
         with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
             return response.status == 200
 

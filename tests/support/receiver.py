@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .processes import free_port
-
 
 @dataclass
 class Request:
@@ -36,7 +34,7 @@ class Request:
 
 class Receiver:
     def __init__(self, port: int | None = None):
-        self.port = port or free_port()
+        self.port = port or 0  # 0: the first start binds a port the kernel picks; restarts bind it again
         self.requests: list[Request] = []
         self.status = 200
         self._lock = threading.Lock()
@@ -77,6 +75,7 @@ class Receiver:
 
         ThreadingHTTPServer.allow_reuse_address = True
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"receiver:{self.port}", daemon=True)
         self._thread.start()

@@ -25,7 +25,7 @@ def write_series(path: Path, values, step_s: int = 300) -> list[str]:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["timestamp", "value"])
-        for t, v in zip(stamps, values):
+        for t, v in zip(stamps, values, strict=True):
             w.writerow([t, v])
     return stamps
 
@@ -216,7 +216,7 @@ def test_replay_uses_seasonal_context():
                                           "upperQuantile": 1.0, "upperFactor": 1.2, "factor": 1.5}}
     )
     values = []
-    for day in range(4):
+    for _day in range(4):
         values += [5.0] * 12 + [40.0] + [5.0] * 11
     epochs = [1_425_168_000.0 + 3600.0 * i for i in range(len(values))]
     rows = replay(epochs, values, det)

@@ -39,7 +39,7 @@ def test_each_bad_rule_is_reported_once_at_its_line(path):
     got = [str(f) for f in report.findings]
     want = expectations(path)
     assert len(got) == len(want), "\n".join(got)
-    for (line, message), finding in zip(sorted(want), sorted(report.findings, key=lambda f: f.line)):
+    for (line, message), finding in zip(sorted(want), sorted(report.findings, key=lambda f: f.line), strict=True):
         text = str(finding)
         assert text.startswith(f"{path}:{line}: "), text
         assert message in text, f"{message!r} not in {text!r}"

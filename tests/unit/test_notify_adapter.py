@@ -43,10 +43,10 @@ def test_http_error_is_reported_without_the_url(receiver):
 
 
 def test_connection_refused_is_reported_without_the_url():
-    from tests.support.processes import free_port
+    from tools.devenv.processes import refused_port
 
-    port = free_port()
-    result = notify.send_sync(f"json://127.0.0.1:{port}/private", "t", "b", "info", PACKET, timeout=2)
+    with refused_port() as port:
+        result = notify.send_sync(f"json://127.0.0.1:{port}/private", "t", "b", "info", PACKET, timeout=2)
     assert not result.ok and "onnection" in result.error
     assert str(port) not in result.error and "private" not in result.error
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from hypothesis import given, strategies as st
 
-from incident_operator.cli import sync_crds
+from tools import sync_crds
 
 REPO = Path(__file__).resolve().parents[2]
 

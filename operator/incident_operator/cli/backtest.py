@@ -194,7 +194,7 @@ def replay(
 ) -> list[ReplayRow]:
     """Evaluate every row causally and run the episode state machine over the verdicts."""
     n = len(values)
-    step_s = statistics.median(b - a for a, b in zip(epochs, epochs[1:])) if n > 1 else 60.0
+    step_s = statistics.median(b - a for a, b in zip(epochs, epochs[1:], strict=False)) if n > 1 else 60.0
     hp = detector.history_points
     uses_seasonal = bool(detector.seasonal_windows)
     state = EpisodeState()
@@ -216,7 +216,7 @@ def _write(
     if details:
         header += ["count", "expected", "threshold", "score"]
     w.writerow(header)
-    for t, v, r in zip(raw_ts, raw_v, rows):
+    for t, v, r in zip(raw_ts, raw_v, rows, strict=True):
         line: list[Any] = [t, v, int(r.alarm)]
         if details:
             vd = r.verdict

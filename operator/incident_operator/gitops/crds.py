@@ -187,7 +187,7 @@ def _kubernetes_functions() -> dict[str, Any]:
     """The parts of Kubernetes' CEL libraries (strings and lists extensions) that cel-python lacks."""
     from celpy import celtypes
 
-    S, I, L, B = celtypes.StringType, celtypes.IntType, celtypes.ListType, celtypes.BoolType
+    S, I, L, B = celtypes.StringType, celtypes.IntType, celtypes.ListType, celtypes.BoolType  # noqa: E741 - CEL's type letters
 
     def split(text, sep, limit=None):
         parts = str(text).split(str(sep)) if limit is None or int(limit) < 0 else str(text).split(str(sep), int(limit) - 1)
@@ -220,7 +220,11 @@ def _kubernetes_functions() -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=None)
 def _program(rule: str):
-    import celpy
+    try:
+        import celpy
+    except ModuleNotFoundError as error:  # the CLI prints this line; the operator never gets here
+        raise ModuleNotFoundError("checking the CRDs' CEL rules offline needs cel-python, the `cli` extra: "
+                                  "pip install 'incident-operator[cli]'", name=error.name) from None
 
     env = celpy.Environment()
     return env.program(env.compile(rule), functions=_kubernetes_functions())
@@ -308,6 +312,8 @@ def _evaluate(text: str, rule: Mapping[str, Any], schema: Mapping[str, Any], val
               path: tuple[Any, ...]) -> list[CelViolation]:
     try:
         program = _program(text)
+    except ModuleNotFoundError:
+        raise  # cel-python missing: say so, rather than skip every rule unseen
     except Exception as error:  # noqa: BLE001 - a rule cel-python cannot compile is not the user's fault
         logging.getLogger(__name__).debug("cannot compile CEL rule %r: %s", text, error)
         return []

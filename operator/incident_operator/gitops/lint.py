@@ -351,7 +351,7 @@ def _priority_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], add) -> Non
             parsed.append((index, float(band["minValue"]), str(band["priority"])))
         except (KeyError, TypeError, ValueError):
             return  # the schema check reports it
-    for index, min_value, prio in parsed:
+    for index, min_value, _prio in parsed:
         if min_value in seen:
             add(("spec", "priority", "bands", index),
                 f"spec.priority.bands[{index}] never matches: spec.priority.bands[{seen[min_value]}] has the same minValue "

@@ -157,7 +157,7 @@ def _array(schema, value: list, path: Path, field: str):
             if isinstance(item, dict):
                 key = tuple(item.get(k) for k in keys)
                 if key in seen_keys:
-                    shown = ", ".join(f"{k}={_show(v)}" for k, v in zip(keys, key))
+                    shown = ", ".join(f"{k}={_show(v)}" for k, v in zip(keys, key, strict=True))
                     yield path + (index,), f"{format_path(path + (index,))}: Duplicate value: {{{shown}}}"
                 seen_keys.append(key)
     items = schema.get("items")

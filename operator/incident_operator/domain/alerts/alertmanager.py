@@ -518,7 +518,7 @@ def plan_group(notification: Notification, settings: AlertSettings) -> GroupPlan
     for alert, _ in firing:
         for title_, url in ((f"{alert.alertname or 'Alert'} in Prometheus", alert.generator_url),
                             ("Runbook", alert.annotations.get("runbook_url", ""))):
-            if url.startswith(("http://", "https://")) and len(url) <= 2048 and all(l["url"] != url for l in links):
+            if url.startswith(("http://", "https://")) and len(url) <= 2048 and all(link["url"] != url for link in links):
                 links.append({"title": title_[:200], "url": url})
     return GroupPlan(
         group_key=notification.group_key, status=notification.status,

@@ -392,7 +392,7 @@ class BusinessCalendar:
         """``dt`` (in UTC) if it is business time, else the next opening of working hours."""
         _require_aware(dt, "dt")
         instant = dt.astimezone(UTC)
-        for opens, closes in self._windows_from(instant):
+        for opens, _closes in self._windows_from(instant):
             return max(opens, instant)
         raise AssertionError("unreachable")  # pragma: no cover
 

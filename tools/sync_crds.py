@@ -225,7 +225,7 @@ def write(repo: Path, planned: list[Planned]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m incident_operator.cli.sync_crds", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tools.sync_crds", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing drifted files")
     parser.add_argument("--helm", help="helm binary (default: $HELM, else the pinned tests/tools/build-helm.sh)")

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from .processes import ManagedProcess, free_port, wait_until
+from .processes import ManagedProcess, free_port, on_fresh_ports, wait_until
 
 
 class OperatorProcess:
@@ -29,6 +29,7 @@ class OperatorProcess:
         config.setdefault("metrics", {"port": self.metrics_port})
         config.setdefault("health", {"port": self.health_port})
         self.metrics_port = config["metrics"]["port"]
+        self.config = config
         self.config_path = self.workdir / f"{name}-config.yaml"
         self.config_path.write_text(yaml.safe_dump(config))
         self.namespaces = namespaces or []
@@ -50,16 +51,42 @@ class OperatorProcess:
         return argv
 
     def start(self, wait: bool = True) -> "OperatorProcess":
+        """Starts the operator; with ``wait``, until /healthz answers, on fresh ports if one was taken."""
+        if not wait:
+            self._launch()
+            return self
+
+        def launch_and_wait() -> None:
+            self._launch()
+            wait_until(self.healthy, 60, interval=0.2, what=f"{self.name} /healthz")
+
+        on_fresh_ports(launch_and_wait, self._pick_fresh_ports)
+        return self
+
+    def _launch(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1", **self.extra_env}
         self.process = ManagedProcess(self.name, self.argv(), self.workdir, env=env,
                                       die_with_parent=self.die_with_parent).start()
-        if wait:
-            wait_until(self.healthy, 60, interval=0.2, what=f"{self.name} /healthz")
-        return self
+
+    def _pick_fresh_ports(self) -> None:
+        """After losing a port: new ports for every server it runs (the config file is written again).
+
+        Read them back from :attr:`health_port`, :attr:`metrics_port`, :attr:`alert_receiver_port`.
+        """
+        self.health_port, self.metrics_port = free_port(), free_port()
+        self.config["metrics"] = {**(self.config.get("metrics") or {}), "port": self.metrics_port}
+        if (self.config.get("alertmanager") or {}).get("port"):
+            self.config["alertmanager"] = {**self.config["alertmanager"], "port": free_port()}
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    @property
+    def alert_receiver_port(self) -> int | None:
+        """The port of its Alertmanager webhook receiver (``alertmanager.port``), if configured."""
+        return (self.config.get("alertmanager") or {}).get("port")
 
     def healthy(self) -> bool:
-        if self.process is not None and not self.process.alive():
-            raise RuntimeError(f"{self.name} exited:\n" + self.process.tail(60))
+        if self.process is not None:
+            self.process.check_alive()
         with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as response:
             return response.status == 200
 

@@ -1,4 +1,4 @@
-"""``make demo`` / ``python -m incident_operator.cli.demo``: the whole product on one machine, live.
+"""``make demo`` / ``python -m tools.demo``: the whole product on one machine, live.
 
 Starts, on loopback and in a temporary folder: a real kube-apiserver + etcd (the test suite's
 control plane) with the CRDs, Prometheus, a simulated helpdesk whose ticket counters have a baseline
@@ -262,7 +262,7 @@ class Screen:
         from rich.panel import Panel
         from rich.table import Table
 
-        from .kubectl_incident import render_list
+        from incident_operator.cli.kubectl_incident import render_list
 
         now = datetime.now(timezone.utc)
         incidents = render_list(self.incidents, now, all_namespaces=False) if self.incidents else \
@@ -366,10 +366,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args, workdir: Path, screen: Screen, say, stack: ExitStack, deadline: float | None,
          processes: list[Any]) -> None:
-    from ..devenv.controlplane import ControlPlane
-    from ..devenv.operator import OperatorProcess
-    from ..devenv.prometheus import Prometheus
-    from ..devenv.tickets import TicketExporter
+    from tools.devenv.controlplane import ControlPlane
+    from tools.devenv.operator import OperatorProcess
+    from tools.devenv.prometheus import Prometheus
+    from tools.devenv.tickets import TicketExporter
 
     say("incident-operator demo: starting a local control plane, Prometheus, a helpdesk simulator and the "
         "operator (about 20 seconds)...")
@@ -467,8 +467,8 @@ def _install_crds(api) -> None:
     import yaml
     from kubernetes import client
 
-    from ..gitops.crds import packaged_crd_dir
-    from ..gitops.yamlmarks import Loader  # reads 1e-12 as a number, as kubectl does
+    from incident_operator.gitops.crds import packaged_crd_dir
+    from incident_operator.gitops.yamlmarks import Loader  # reads 1e-12 as a number, as kubectl does
 
     extensions = client.ApiextensionsV1Api(api)
     names = []

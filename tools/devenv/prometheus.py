@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from .processes import ManagedProcess, free_port, wait_until
+from .processes import ManagedProcess, free_port, on_fresh_ports, wait_until
 
 
 def prometheus_binary() -> str:
@@ -57,6 +57,14 @@ class Prometheus:
         return config
 
     def start(self) -> "Prometheus":
+        on_fresh_ports(self._start, self._pick_port)
+        return self
+
+    def _pick_port(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def _start(self) -> None:
         config_path = self.workdir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config()))
         self.process = ManagedProcess(
@@ -73,11 +81,10 @@ class Prometheus:
             die_with_parent=self.die_with_parent,
         ).start()
         wait_until(self._ready, 60, interval=0.2, what="prometheus /-/ready")
-        return self
 
     def _ready(self) -> bool:
-        if self.process is not None and not self.process.alive():
-            raise RuntimeError("prometheus exited:\n" + self.process.tail())
+        if self.process is not None:
+            self.process.check_alive()
         with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
             return response.status == 200
 

@@ -11,13 +11,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from .processes import free_port
 
 
 class TicketExporter:
     def __init__(self, rates: dict[str, float] | None = None, tick: float = 0.1):
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
         self._rates: dict[str, float] = dict(rates or {})
         self._counts: dict[str, float] = {topic: 0.0 for topic in self._rates}
         self._lock = threading.Lock()
@@ -40,7 +37,9 @@ class TicketExporter:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)  # port 0: the kernel picks, we read it
+        self.port = self._server.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
         self._threads = [threading.Thread(target=self._server.serve_forever, daemon=True),
                          threading.Thread(target=self._grow, daemon=True)]
 

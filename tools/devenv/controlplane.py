@@ -18,9 +18,10 @@ from pathlib import Path
 import yaml
 
 from .certs import make_pki
-from .processes import ManagedProcess, free_port, wait_until
+from .processes import ManagedProcess, free_port, on_fresh_ports, wait_until
 
-REPO = Path(os.environ.get("INCIDENT_OPERATOR_REPO") or Path(__file__).resolve().parents[3])
+# tools/devenv/controlplane.py -> the checkout; tools/ is never installed, so this is always a source tree.
+REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tests" / "controlplane" / "build.sh"
 
 
@@ -30,8 +31,8 @@ def control_plane_binaries() -> Path:
     if assets and (Path(assets) / "kube-apiserver").exists() and (Path(assets) / "etcd").exists():
         return Path(assets)
     if not BUILD_SCRIPT.exists():
-        raise RuntimeError(f"{BUILD_SCRIPT} not found: run from a source checkout (or set INCIDENT_OPERATOR_REPO), "
-                           "or set KUBEBUILDER_ASSETS to a folder holding kube-apiserver and etcd")
+        raise RuntimeError(f"{BUILD_SCRIPT} not found: set KUBEBUILDER_ASSETS to a folder holding kube-apiserver "
+                           "and etcd")
     result = subprocess.run(
         ["bash", str(BUILD_SCRIPT)], stdout=subprocess.PIPE, stderr=None, text=True, check=True
     )
@@ -56,12 +57,22 @@ class ControlPlane:
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> "ControlPlane":
         began = time.monotonic()
-        self._start_etcd()
+        on_fresh_ports(self._start_etcd, self._pick_etcd_ports)
+        on_fresh_ports(self._start_apiserver_and_wait, self._pick_apiserver_port)
+        self.started_in = time.monotonic() - began
+        return self
+
+    def _pick_etcd_ports(self) -> None:
+        self.etcd_port, self.etcd_peer_port = free_port(), free_port()
+
+    def _pick_apiserver_port(self) -> None:
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+
+    def _start_apiserver_and_wait(self) -> None:
         self._start_apiserver()
         self._write_kubeconfig()
         self.wait_ready()
-        self.started_in = time.monotonic() - began
-        return self
 
     def _start_etcd(self) -> None:
         data = self.workdir / "etcd"
@@ -82,7 +93,13 @@ class ControlPlane:
             self.workdir,
             die_with_parent=self.die_with_parent,
         ).start()
-        wait_until(lambda: self._http_ok(f"http://127.0.0.1:{self.etcd_port}/health"), 30, what="etcd /health")
+        etcd = self.etcd
+
+        def healthy() -> bool:
+            etcd.check_alive()
+            return self._http_ok(f"http://127.0.0.1:{self.etcd_port}/health")
+
+        wait_until(healthy, 30, what="etcd /health")
 
     def apiserver_argv(self) -> list[str]:
         pki = self.pki
@@ -141,8 +158,8 @@ class ControlPlane:
         context = self._ssl_context()
 
         def ready() -> bool:
-            if self.apiserver is not None and not self.apiserver.alive():
-                raise RuntimeError("kube-apiserver exited:\n" + self.apiserver.tail())
+            if self.apiserver is not None:
+                self.apiserver.check_alive()
             return self._http_ok(f"{self.url}/readyz", context) and self._http_ok(
                 f"{self.url}/api/v1/namespaces/default", context
             )
