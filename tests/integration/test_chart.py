@@ -445,7 +445,7 @@ def test_generated_copies_are_in_sync_with_their_sources():
 
 
 def test_install_yaml_is_the_chart_rendered_with_default_values():
-    from incident_operator.cli.sync_crds import plain_manifests
+    from tools.sync_crds import plain_manifests
 
     text = INSTALL_YAML.read_text()
     assert text.startswith("# incident-operator ")

@@ -22,7 +22,7 @@ from tests.integration.test_chart import (assert_nothing_denied, chart_values, d
                                           mint_token, rendered_config)
 from tests.support import helm as chart
 from tests.support.kubectl import Kubectl
-from tests.support.processes import ManagedProcess, free_port, wait_until
+from tools.devenv.processes import ManagedProcess, free_port, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "tools" / "image" / "build.sh"

@@ -22,10 +22,10 @@ import uuid
 import pytest
 import yaml
 
-from incident_operator.devenv.operator import OperatorProcess
+from tools.devenv.operator import OperatorProcess
 from tests.support import helm as chart
 from tests.support.kubectl import Kubectl, incident
-from tests.support.processes import wait_until
+from tools.devenv.processes import wait_until
 
 
 def apply_peering_crds(admin: Kubectl) -> None:
