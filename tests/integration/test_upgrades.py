@@ -284,3 +284,24 @@ def test_people_roles_aggregate_into_view_edit_admin_and_grant_what_they_say(kub
             admin.run("delete", "clusterrole", role["metadata"]["name"], "--ignore-not-found", check=False,
                       namespaced=False)
         admin.run("delete", "namespace", other, "--wait=false", check=False, namespaced=False)
+
+
+# -- NetworkPolicy ----------------------------------------------------------------------------------------
+
+def test_network_policy_admits_only_the_pods_own_ports():
+    docs = chart.documents(chart.render(values={"alertmanager": {"enabled": True},
+                                                "alertmanagerReceiver": {"tokenSecret": {"name": "am"}},
+                                                "networkPolicy": {"enabled": True, "metricsFrom": [
+                                                    {"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]}}))
+    policy = chart.one(docs, "NetworkPolicy")
+    pod_template = chart.one(docs, "Deployment")["spec"]["template"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= pod_template["metadata"]["labels"].items()
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # egress open unless rules are given
+    named_ports = {p["name"] for p in pod_template["spec"]["containers"][0]["ports"]}
+    admitted = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+    assert admitted == named_ports == {"metrics", "health", "alertmanager"}
+    metrics_rule = next(r for r in policy["spec"]["ingress"] if r["ports"][0]["port"] == "metrics")
+    assert metrics_rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "monitoring"}}}]
+    egress = chart.documents(chart.render(values={"networkPolicy": {"enabled": True, "egress": [{"ports": [{"port": 443}]}]}}))
+    assert chart.one(egress, "NetworkPolicy")["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert not chart.by_kind(chart.documents(chart.render(values={"networkPolicy": {"enabled": False}})), "NetworkPolicy")
