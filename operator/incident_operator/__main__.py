@@ -24,15 +24,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=version_string())
     parser.add_argument("command", nargs="?", choices=["run", "check-config"], default="run",
-                        help="run (default): run the operator; check-config: check the configuration and exit")
+                        help="run (default): run the operator; "
+                             "check-config: check the configuration and exit")
     parser.add_argument("--config", help="operator configuration YAML (default: $INCIDENT_OPERATOR_CONFIG)")
     parser.add_argument("-n", "--namespace", action="append", default=[],
                         help="watch only this namespace (repeatable); default: from config, else all")
     parser.add_argument("--liveness", default=None,
                         help="health endpoint, e.g. http://0.0.0.0:8081/healthz (default: from config port)")
     parser.add_argument("--peering", metavar="NAME", default=None,
-                        help="coordinate with other replicas through kopf's (Cluster)KopfPeering NAME: the newest "
-                             "operator acts, the others pause (default: standalone, no peering)")
+                        help="coordinate with other replicas through kopf's (Cluster)KopfPeering NAME: "
+                             "the newest operator acts, the others pause (default: standalone, no peering)")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -46,7 +47,8 @@ def version_string() -> str:
         number = version("incident-operator")
     except PackageNotFoundError:
         number = "unknown"
-    return f"incident-operator {number} (revision {os.environ.get('INCIDENT_OPERATOR_REVISION') or 'unknown'})"
+    revision = os.environ.get("INCIDENT_OPERATOR_REVISION") or "unknown"
+    return f"incident-operator {number} (revision {revision})"
 
 
 def check_config(config, namespaces: tuple[str, ...]) -> None:

@@ -767,7 +767,7 @@ def test_notes_credentials_file_is_the_path_the_chart_readme_documents():
                         "incident-operator", "--set", "alertmanager.enabled=true",
                         "--set", "alertmanagerReceiver.tokenSecret.name=incident-operator-webhook")
     notes = result.stdout.split("NOTES:", 1)[1]
-    [line] = [l.strip() for l in notes.splitlines() if l.strip().startswith("credentials_file:")]
+    [line] = [text.strip() for text in notes.splitlines() if text.strip().startswith("credentials_file:")]
     assert line == "credentials_file: /etc/alertmanager/secrets/incident-operator-webhook/token"
     readme = (chart.CHART / "README.md").read_text()
     assert line in readme

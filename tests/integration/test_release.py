@@ -15,8 +15,12 @@ WORKFLOW = REPO / ".github" / "workflows" / "release.yaml"
 
 @pytest.fixture(scope="module")
 def actionlint() -> str:
-    result = subprocess.run(["bash", str(REPO / "tests" / "tools" / "build-actionlint.sh")], capture_output=True,
-                            text=True, timeout=900)
+    result = subprocess.run(
+        ["bash", str(REPO / "tests" / "tools" / "build-actionlint.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -32,8 +36,13 @@ def test_release_workflow_passes_actionlint(actionlint):
 
 def test_actionlint_catches_a_broken_copy(actionlint, tmp_path):
     """The check can fail: a typo in an expression and an unknown action input are reported."""
-    broken = WORKFLOW.read_text().replace("${{ github.ref_name }}", "${{ github.ref_nmae }}").replace(
-        "platforms: linux/amd64,linux/arm64", "platforms: linux/amd64,linux/arm64\n          platfroms: x")
+    broken = (
+        WORKFLOW.read_text()
+        .replace("${{ github.ref_name }}", "${{ github.ref_nmae }}")
+        .replace(
+            "platforms: linux/amd64,linux/arm64", "platforms: linux/amd64,linux/arm64\n          platfroms: x"
+        )
+    )
     path = tmp_path / ".github" / "workflows" / "release.yaml"
     path.parent.mkdir(parents=True)
     path.write_text(broken)
@@ -54,7 +63,7 @@ def test_release_pushes_multi_arch_images_and_the_chart_to_ghcr_on_a_tag():
     assert any(s.get("uses", "").startswith("docker/setup-qemu-action") for s in image_steps)
     assert workflow["env"]["IMAGE"].startswith("ghcr.io/")
     chart_run = "\n".join(s.get("run", "") for s in workflow["jobs"]["chart"]["steps"])
-    assert "helm package charts/incident-operator" in chart_run and 'helm push' in chart_run
+    assert "helm package charts/incident-operator" in chart_run and "helm push" in chart_run
     assert workflow["env"]["CHART_REPO"].startswith("oci://ghcr.io/")
     # The image tag is the version, which the chart's default image.tag (appVersion) points at.
     assert "${{ env.IMAGE }}:${{ needs.versions.outputs.version }}" in build["with"]["tags"]

@@ -32,8 +32,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **
         try:
             await ensure_peering(memo.peering, tuple(memo.get("namespaces") or ()))
         except NotFound:
-            raise kopf.PermanentError(f"--peering {memo.peering}: kopf's peering CRDs (kopf.dev) are not installed; "
-                                      "the chart installs them with peering.enabled") from None
+            raise kopf.PermanentError(f"--peering {memo.peering}: kopf's peering CRDs (kopf.dev) are not "
+                                      "installed; the chart installs them with peering.enabled") from None
     # settings.queueing.worker_limit stays unset: kopf's per-object workers only hand events to our
     # queues (Incidents: services/incident_queue.py) or spawn a rule's daemon, so they are short;
     # the work itself is bounded there, and connections in runtime.py.
