@@ -44,9 +44,9 @@ def _score_one(args: tuple[str, str, dict[str, Any], float]) -> FileScore:
     nab = Path(nab_dir)
     windows, labels = load_labels(nab)
     with open(nab / "data" / key, newline="") as fh:
-        raw_ts, _raw_v, epochs, values = read_series(fh, key)
-    rows = replay(epochs, values, build_detector(spec), for_s=for_s)
-    stamps = [parse_ts(t) for t in raw_ts]
+        series = read_series(fh, key)
+    rows = replay(series.epochs, series.values, build_detector(spec), for_s=for_s)
+    stamps = [parse_ts(t) for t in series.raw_timestamps]
     return score_file(stamps, [r.alarm for r in rows], windows.get(key, []), labels.get(key, []), name=key)
 
 

@@ -36,13 +36,13 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Callable, Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from .domain.common.timeutil import epoch_or_none
 from .domain.incident.priority import effective_priority
 
 PRIORITIES = ("P1", "P2", "P3", "P4")
@@ -78,18 +78,9 @@ def _version() -> str:
         return "unknown"
 
 
-def _epoch(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def duration_between(status: Mapping[str, Any], end: str, start: str) -> float | None:
     """Seconds from ``status[start]`` to ``status[end]`` (never negative); None when either is unset."""
-    finish, begin = _epoch(status.get(end)), _epoch(status.get(start))
+    finish, begin = epoch_or_none(status.get(end)), epoch_or_none(status.get(start))
     if finish is None or begin is None:
         return None
     return max(finish - begin, 0.0)
@@ -127,7 +118,7 @@ def index_entry(spec: Mapping[str, Any] | None,
     state = spec.get("state") or "Triggered"
     entry = IndexEntry(open_action_items=int(status.get("openActionItems") or 0),
                        unacknowledged=state == "Triggered",
-                       response_deadline=_epoch(status.get("responseDeadline")))
+                       response_deadline=epoch_or_none(status.get("responseDeadline")))
     return (str(priority), str(state)), entry
 
 

@@ -48,6 +48,7 @@ kind: DetectionRule
 metadata:
   name: login-tickets
 spec:
+  query: sum(increase(login_tickets_created_total[5m]))
   for: {for_}
   detector:
     type: threshold
@@ -142,7 +143,8 @@ def test_details_columns(tmp_path, capsys):
     write_series(src, synthetic(200, 150))
     assert main(["--series", str(src), "--details"]) == 0
     rows = read_out(capsys.readouterr().out)
-    assert list(rows[0]) == ["timestamp", "value", "alarm", "count", "expected", "threshold", "score"]
+    assert list(rows[0]) == ["timestamp", "value", "alarm", "count", "expected", "threshold", "score",
+                            "event"]
 
 
 @pytest.mark.parametrize(
@@ -229,3 +231,53 @@ def test_replay_uses_seasonal_context():
                                           "upperFactor": 1.2, "factor": 1.5}}
     )
     assert replay(epochs, values, no_seasonal)[burst_rows[3]].alarm
+
+
+# --------------------------------------------------------------------------- out-of-order rows
+
+
+def test_out_of_order_rows_are_skipped_counted_and_the_rest_replayed(tmp_path, capsys):
+    vals = synthetic(400, 350)
+    src = tmp_path / "s.csv"
+    stamps = write_series(src, vals)
+    lines = src.read_text().splitlines()
+    # as in NAB's machine_temperature file: the clock steps back (two rows from an hour earlier)
+    lines[201:201] = ["2015-03-01 15:00:00,4", "2015-03-01 15:05:00,5"]
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o.csv"
+    assert main(["--series", str(src), "--out", str(out)]) == 0
+    rows = read_out(out.read_text())
+    assert [r["timestamp"] for r in rows] == stamps  # the kept rows, in order
+    assert any(int(r["alarm"]) for r in rows[350:])
+    err = capsys.readouterr().err
+    assert "skipped 2 out-of-order rows" in err and "first at line 202" in err
+
+
+def test_nab_batch_reports_a_bad_file_and_finishes_the_others(tmp_path, capsys):
+    nab = tmp_path / "nab"
+    for category in ("catA", "catB"):
+        (nab / "data" / category).mkdir(parents=True)
+    write_series(nab / "data" / "catA" / "good.csv", synthetic(300, 250))
+    backwards = nab / "data" / "catA" / "backwards.csv"
+    write_series(backwards, synthetic(300, 250))
+    text = backwards.read_text().splitlines()
+    text.insert(101, "2015-03-01 00:00:00,3")
+    backwards.write_text("\n".join(text) + "\n")
+    (nab / "data" / "catB" / "broken.csv").write_text("timestamp,value\n2015-03-01 00:00:00,many\n")
+    write_series(nab / "data" / "catB" / "later.csv", synthetic(300, 250))
+    out = tmp_path / "out"
+    assert main(["--nab", str(nab), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "catA/backwards.csv: " in err and "skipped 1 out-of-order row " in err
+    assert "catB/broken.csv: not replayed: " in err and "is not a number" in err
+    assert "1 of 4 files not replayed" in err
+    assert len(read_out((out / "catA" / "backwards.csv").read_text())) == 300
+    for name in ("catA/good.csv", "catB/later.csv"):
+        assert len(read_out((out / name).read_text())) == 300
+    assert not (out / "catB" / "broken.csv").exists()
+
+
+def test_help_says_what_happens_to_out_of_order_rows(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "timestamp goes backwards are skipped" in " ".join(capsys.readouterr().out.split())

@@ -13,6 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from incident_operator.domain.common.durations import duration_value as parse_duration
+from incident_operator.domain.common.durations import format_duration
 from incident_operator.domain.incident.calendar import BusinessCalendar
 from incident_operator.domain.incident.deadlines import (
     DEFAULT_CALENDAR,
@@ -21,9 +23,7 @@ from incident_operator.domain.incident.deadlines import (
     DeadlineRule,
     escalation_due_at,
     escalation_level_due,
-    format_duration,
     next_escalation_at,
-    parse_duration,
     resolution_target,
     response_deadline,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 
+from incident_operator.domain.common.durations import format_age
 from incident_operator.domain.notify import handoff
 
 NOW = datetime(2026, 1, 5, 9, 10, tzinfo=timezone.utc)
@@ -95,7 +96,7 @@ def test_titles_per_event():
     assert handoff.notify_type(resolved) == "success"
 
 
-def test_human_duration():
-    assert [handoff.human_duration(s) for s in (5, 119, 120, 7199, 7200, 3 * 86400)] == \
+def test_format_age():
+    assert [format_age(s) for s in (5, 119, 120, 7199, 7200, 3 * 86400)] == \
         ["5s", "119s", "2m", "119m", "2h00m", "3d0h"]
-    assert handoff.human_duration(timedelta(hours=-1).total_seconds()) == "60m"
+    assert format_age(timedelta(hours=-1).total_seconds()) == "60m"

@@ -1,21 +1,30 @@
-"""Backtest a DetectionRule's detector on recorded series.
+"""Backtest a DetectionRule on recorded series: what the operator would have done, row by row.
 
-Replays a CSV series (``timestamp,value``) through the SAME detector (``domain.detection.detectors``) and
-episode state machine (``domain.detection.episodes``) the operator runs, and writes ``timestamp,value,alarm``
-where ``alarm`` is 1 on each row at which the group is Firing (the detector's condition holds and
-has held for the rule's ``spec.for``).
+Replays a CSV series (``timestamp,value``: the rule's query output over time) through the rule as
+the operator reads it -- parsed by the operator's own parser (``domain.detection.rules.parse_rule``,
+after the CRD's defaults, so ``for``, ``cooldown``, ``detector.baseline.step`` and every detector
+field mean what they mean in the cluster) -- and the same detector and episode state machine
+(``domain.detection.episodes``). Writes ``timestamp,value,alarm`` where ``alarm`` is 1 on each row
+at which the group is Firing (the detector's condition holds and has held for ``spec.for``).
 
-The replay is causal: row ``i`` is evaluated with rows ``< i`` only, as history (the last
-``detector.history_points`` rows) and as seasonal context (rows around the same time 1..N days
-earlier, chosen by timestamp).
+The replay is causal and evaluates once per row: row ``i`` is evaluated with rows ``< i`` only, as
+history (the last ``detector.history_points`` rows, at most the operator's fetch limit) and as
+seasonal context (rows around the same time 1..N days earlier, chosen by timestamp). Rows are taken
+to be the rule's history step apart (5m by default); a warning says when the file's spacing differs.
+
+Timestamps that go backwards: a row whose timestamp is earlier than the row before it is skipped
+(as Prometheus refuses an out-of-order sample) and counted; the file is still replayed, and the
+summary line says how many rows were skipped and from which line. Repeated timestamps are kept.
 
 Usage::
 
     python -m incident_operator.cli.backtest --series FILE.csv [--rule RULE.yaml] [--out FILE.csv]
     python -m incident_operator.cli.backtest --nab NAB_DIR --out OUT_DIR [--rule RULE.yaml]
 
-Without ``--rule`` the default detector (``DEFAULT_DETECTOR_SPEC``) is used with ``for: 0s``.
-``--nab`` replays every ``NAB_DIR/data/<category>/<name>.csv`` into ``OUT_DIR/<category>/<name>.csv``.
+Without ``--rule`` the rule is a DetectionRule with only a query: every field takes its CRD default
+(the baseline detector, ``for: 0s``, ``cooldown: 30m``). ``--nab`` replays every
+``NAB_DIR/data/<category>/<name>.csv`` into ``OUT_DIR/<category>/<name>.csv``; a file that cannot be
+read is reported and the others are still replayed (exit code 1 then).
 """
 
 from __future__ import annotations
@@ -27,27 +36,27 @@ import io
 import math
 import statistics
 import sys
-from dataclasses import dataclass
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, TextIO
 
 import yaml
 
-from incident_operator.domain.detection.detectors import (
-    DEFAULT_DETECTOR_SPEC,
-    Detector,
-    InvalidDetector,
-    Verdict,
-    build_detector,
-)
-from incident_operator.domain.common.durations import parse_duration
-from incident_operator.domain.detection.episodes import FIRING, EpisodeState, step
+from incident_operator.domain.common.durations import format_duration
+from incident_operator.domain.common.timeutil import parse_time
+from incident_operator.domain.detection.detectors import Detector, Verdict
+from incident_operator.domain.detection.episodes import FIRING, EpisodeState, Event, step
+from incident_operator.domain.detection.rules import MAX_HISTORY_POINTS, InvalidRule, RuleSpec, parse_rule
+from incident_operator.gitops.crds import as_the_api_server_stores_it
 
-__all__ = ["main", "replay", "RuleSettings", "load_rule", "read_series", "parse_timestamp", "ReplayRow"]
+__all__ = ["main", "replay", "replay_rule", "default_rule", "load_rule", "read_series", "parse_timestamp",
+           "ReplayRow", "Series"]
 
 API_VERSION = "incidents.buttercream.io/v1alpha1"
 KIND = "DetectionRule"
+# The query of the rule used without --rule: never sent anywhere (the series is its output), but a
+# DetectionRule needs one.
+DEFAULT_QUERY = "sum(increase(support_tickets_created_total[5m]))"
 
 
 class BacktestError(Exception):
@@ -55,55 +64,52 @@ class BacktestError(Exception):
 
 
 @dataclass(frozen=True)
-class RuleSettings:
-    detector_spec: Mapping[str, Any]
-    for_s: float = 0.0
-    cooldown_s: float = 0.0
-    name: str = "default"
-
-
-@dataclass(frozen=True)
 class ReplayRow:
     verdict: Verdict
     alarm: bool
-    event: str | None
+    event: Event
 
 
-def _duration(spec: Mapping[str, Any], key: str) -> float:
-    raw = spec.get(key)
-    if raw is None:
-        return 0.0
-    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        raise BacktestError(f"spec.{key} must be a duration string such as '0s' or '5m', got {raw!r}")
-    try:
-        return parse_duration(raw)
-    except ValueError as exc:
-        raise BacktestError(f"spec.{key}: {exc}") from None
+@dataclass(frozen=True)
+class Series:
+    raw_timestamps: list[str]
+    raw_values: list[str]
+    epochs: list[float]
+    values: list[float]
+    out_of_order: int = 0  # rows skipped because their timestamp went backwards
+    first_out_of_order_line: int | None = None
 
 
-def rule_from_manifest(doc: Mapping[str, Any]) -> RuleSettings:
+def _rule(doc: Mapping[str, Any], source: str) -> RuleSpec:
     if doc.get("kind") != KIND:
         raise BacktestError(f"expected kind {KIND}, got {doc.get('kind')!r}")
     if doc.get("apiVersion") != API_VERSION:
         raise BacktestError(f"expected apiVersion {API_VERSION}, got {doc.get('apiVersion')!r}")
-    spec = doc.get("spec") or {}
-    if not isinstance(spec, Mapping):
+    if not isinstance(doc.get("spec") or {}, Mapping):
         raise BacktestError("spec must be a mapping")
-    detector_spec = spec.get("detector") or DEFAULT_DETECTOR_SPEC
+    stored = as_the_api_server_stores_it(doc)
+    meta = stored.get("metadata") or {}
     try:
-        build_detector(detector_spec)
-    except InvalidDetector as exc:
-        raise BacktestError(f"spec.{exc}" if str(exc).startswith("detector") else str(exc)) from None
-    name = (doc.get("metadata") or {}).get("name", "rule")
-    return RuleSettings(
-        detector_spec=detector_spec,
-        for_s=_duration(spec, "for"),
-        cooldown_s=_duration(spec, "cooldown"),
-        name=str(name),
-    )
+        return parse_rule(str(meta.get("namespace") or "default"), str(meta.get("name") or "rule"),
+                          stored.get("spec") or {})
+    except InvalidRule as error:
+        raise BacktestError(f"{source}: {error}") from None
+    except (TypeError, ValueError, KeyError) as error:
+        raise BacktestError(f"{source}: invalid rule ({error}); run incidentctl lint") from None
 
 
-def load_rule(path: Path) -> RuleSettings:
+def rule_from_manifest(doc: Mapping[str, Any], source: str = "rule") -> RuleSpec:
+    """A DetectionRule manifest, read as the operator reads it from the API server."""
+    return _rule(doc, source)
+
+
+def default_rule() -> RuleSpec:
+    """The rule used without --rule: only a query, every other field at its CRD default."""
+    return _rule({"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": "default"},
+                  "spec": {"query": DEFAULT_QUERY}}, "default rule")
+
+
+def load_rule(path: Path) -> RuleSpec:
     try:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     except (OSError, yaml.YAMLError) as exc:
@@ -113,7 +119,7 @@ def load_rule(path: Path) -> RuleSettings:
         raise BacktestError(f"{path} holds no {KIND} manifest")
     if len(rules) > 1:
         raise BacktestError(f"{path} holds {len(rules)} {KIND} manifests; pass a file with exactly one")
-    return rule_from_manifest(rules[0])
+    return rule_from_manifest(rules[0], str(path))
 
 
 def parse_timestamp(text: str) -> float:
@@ -124,31 +130,23 @@ def parse_timestamp(text: str) -> float:
     except ValueError:
         pass
     try:
-        dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+        moment = parse_time(s, assume_utc=True)
     except ValueError:
-        raise BacktestError(
-            f"bad timestamp {text!r} (want e.g. '2015-03-01 12:00:00' or epoch seconds)"
-        ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+        moment = None
+    if moment is None:
+        raise BacktestError(f"bad timestamp {text!r} (want e.g. '2015-03-01 12:00:00' or epoch seconds)")
+    return moment.timestamp()
 
 
-def read_series(
-    fh: TextIO, source: str = "<series>"
-) -> tuple[list[str], list[str], list[float], list[float]]:
-    """Read ``timestamp,value`` CSV (time order; repeated timestamps are kept as separate rows).
-
-    Returns (raw timestamps, raw values, epoch seconds, values).
-    """
+def read_series(fh: TextIO, source: str = "<series>") -> Series:
+    """Read ``timestamp,value`` CSV in time order; rows whose timestamp goes backwards are skipped and
+    counted (repeated timestamps are kept as separate rows)."""
     reader = csv.reader(fh)
     header = next(reader, None)
     if header is None or [h.strip() for h in header[:2]] != ["timestamp", "value"]:
         raise BacktestError(f"{source}: expected a header 'timestamp,value', got {header!r}")
-    raw_ts: list[str] = []
-    raw_v: list[str] = []
-    epochs: list[float] = []
-    values: list[float] = []
+    series = Series([], [], [], [])
+    skipped, first_skipped = 0, None
     for lineno, row in enumerate(reader, start=2):
         if not row:
             continue
@@ -161,13 +159,18 @@ def read_series(
             raise BacktestError(f"{source}:{lineno}: value {row[1]!r} is not a number") from None
         if not math.isfinite(v):
             raise BacktestError(f"{source}:{lineno}: value {row[1]!r} is not finite")
-        if epochs and t < epochs[-1]:
-            raise BacktestError(f"{source}:{lineno}: timestamps must not go backwards")
-        raw_ts.append(row[0])
-        raw_v.append(row[1])
-        epochs.append(t)
-        values.append(v)
-    return raw_ts, raw_v, epochs, values
+        if series.epochs and t < series.epochs[-1]:
+            skipped += 1
+            first_skipped = first_skipped or lineno
+            continue
+        series.raw_timestamps.append(row[0])
+        series.raw_values.append(row[1])
+        series.epochs.append(t)
+        series.values.append(v)
+    if skipped:
+        series = Series(series.raw_timestamps, series.raw_values, series.epochs, series.values, skipped,
+                        first_skipped)
+    return series
 
 
 def _seasonal(
@@ -191,11 +194,15 @@ def replay(
     detector: Detector,
     for_s: float = 0.0,
     cooldown_s: float = 0.0,
+    *,
+    history_limit: int | None = None,
 ) -> list[ReplayRow]:
-    """Evaluate every row causally and run the episode state machine over the verdicts."""
+    """Evaluate every row causally and run the episode state machine over the verdicts.
+
+    ``history_limit``: at most this many history rows (the operator's fetch limit, for a rule)."""
     n = len(values)
     step_s = statistics.median(b - a for a, b in zip(epochs, epochs[1:], strict=False)) if n > 1 else 60.0
-    hp = detector.history_points
+    hp = detector.history_points if history_limit is None else min(detector.history_points, history_limit)
     uses_seasonal = bool(detector.seasonal_windows)
     state = EpisodeState()
     rows: list[ReplayRow] = []
@@ -208,13 +215,19 @@ def replay(
     return rows
 
 
+def replay_rule(epochs: Sequence[float], values: Sequence[float], rule: RuleSpec) -> list[ReplayRow]:
+    """:func:`replay` with everything taken from the parsed rule, as the operator evaluates it."""
+    return replay(epochs, values, rule.detector, rule.for_s, rule.cooldown_s,
+                  history_limit=MAX_HISTORY_POINTS)
+
+
 def _write(
     out: TextIO, raw_ts: Sequence[str], raw_v: Sequence[str], rows: Sequence[ReplayRow], details: bool
 ) -> None:
     w = csv.writer(out, lineterminator="\n")
     header = ["timestamp", "value", "alarm"]
     if details:
-        header += ["count", "expected", "threshold", "score"]
+        header += ["count", "expected", "threshold", "score", "event"]
     w.writerow(header)
     for t, v, r in zip(raw_ts, raw_v, rows, strict=True):
         line: list[Any] = [t, v, int(r.alarm)]
@@ -225,18 +238,48 @@ def _write(
                 "" if vd.expected is None else f"{vd.expected:g}",
                 f"{vd.threshold:g}",
                 f"{vd.score:.4g}",
+                r.event or "",
             ]
         w.writerow(line)
 
 
-def backtest_file(src: Path, rule: RuleSettings, out: TextIO, details: bool = False) -> int:
-    """Replay one CSV file into ``out``; returns the number of alarm rows."""
+@dataclass
+class FileResult:
+    alarms: int  # rows at which the group is Firing
+    incidents: int  # episodes opened (one incident each)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"{self.alarms} alarm rows, {self.incidents} incident{'s' if self.incidents != 1 else ''}"
+        return "; ".join([text, *self.notes])
+
+
+def _spacing_note(series: Series, rule: RuleSpec) -> str | None:
+    if len(series.epochs) < 2 or not rule.history_step_s:
+        return None
+    spacing = statistics.median(b - a for a, b in zip(series.epochs, series.epochs[1:], strict=False))
+    if abs(spacing - rule.step_s) <= 0.01 * rule.step_s:
+        return None
+    return (f"warning: rows are {format_duration(spacing)} apart but the rule's history step is "
+            f"{format_duration(rule.step_s)}; the replay counts rows, not "
+            f"{format_duration(rule.step_s)} samples")
+
+
+def backtest_file(src: Path, rule: RuleSpec, out: TextIO, details: bool = False) -> FileResult:
+    """Replay one CSV file into ``out``."""
     with open(src, newline="") as fh:
-        raw_ts, raw_v, epochs, values = read_series(fh, str(src))
-    detector = build_detector(rule.detector_spec)
-    rows = replay(epochs, values, detector, rule.for_s, rule.cooldown_s)
-    _write(out, raw_ts, raw_v, rows, details)
-    return sum(r.alarm for r in rows)
+        series = read_series(fh, str(src))
+    rows = replay_rule(series.epochs, series.values, rule)
+    _write(out, series.raw_timestamps, series.raw_values, rows, details)
+    result = FileResult(alarms=sum(r.alarm for r in rows), incidents=sum(r.event == "open" for r in rows))
+    if series.out_of_order:
+        plural = "s" if series.out_of_order != 1 else ""
+        result.notes.append(f"skipped {series.out_of_order} out-of-order row{plural} (timestamp earlier than "
+                            f"the row before; first at line {series.first_out_of_order_line})")
+    note = _spacing_note(series, rule)
+    if note:
+        result.notes.append(note)
+    return result
 
 
 def _nab_files(nab_dir: Path) -> Iterable[Path]:
@@ -251,10 +294,17 @@ def _nab_files(nab_dir: Path) -> Iterable[Path]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="incident-backtest",
-        description="Replay recorded series through a DetectionRule's detector and episode logic.",
+        description="Replay recorded series through a DetectionRule as the operator evaluates it "
+                    "(its own parser, detector and episode logic), one evaluation per row.",
+        epilog="Rows whose timestamp goes backwards are skipped (as Prometheus refuses an out-of-order "
+               "sample) and counted in the file's summary line on stderr; the file is still replayed. "
+               "With --nab, a file that cannot be read is reported and the other files are still "
+               "replayed (exit code 1).",
     )
     p.add_argument(
-        "--rule", type=Path, help="DetectionRule manifest (YAML); default: the default detector, for 0s"
+        "--rule", type=Path,
+        help="DetectionRule manifest (YAML); default: a rule with only a query (CRD defaults: baseline "
+             "detector, for 0s, cooldown 30m)",
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--series", type=Path, help="CSV with header timestamp,value")
@@ -264,7 +314,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--category", action="append", help="with --nab: only these categories (repeatable)")
     p.add_argument(
-        "--details", action="store_true", help="add columns count,expected,threshold,score (debugging)"
+        "--details", action="store_true",
+        help="add columns count,expected,threshold,score,event (debugging)",
     )
     return p
 
@@ -272,16 +323,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        rule = load_rule(args.rule) if args.rule else RuleSettings(detector_spec=DEFAULT_DETECTOR_SPEC)
+        rule = load_rule(args.rule) if args.rule else default_rule()
         if args.series is not None:
             if args.out is None:
                 buf = io.StringIO()
-                backtest_file(args.series, rule, buf, args.details)
+                result = backtest_file(args.series, rule, buf, args.details)
                 sys.stdout.write(buf.getvalue())
             else:
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 with open(args.out, "w", newline="") as fh:
-                    backtest_file(args.series, rule, fh, args.details)
+                    result = backtest_file(args.series, rule, fh, args.details)
+            print(f"{args.series}: {result.summary()}", file=sys.stderr)
             return 0
         if args.out is None:
             raise BacktestError("--nab needs --out DIR")
@@ -290,14 +342,23 @@ def main(argv: list[str] | None = None) -> int:
             files = [f for f in files if f.parent.name in set(args.category)]
         if not files:
             raise BacktestError(f"no series found under {args.nab / 'data'}")
+        failed = 0
         for src in files:
             rel = src.relative_to(args.nab / "data")
             dst = args.out / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
-            with open(dst, "w", newline="") as fh:
-                alarms = backtest_file(src, rule, fh, args.details)
-            print(f"{rel}: {alarms} alarm rows", file=sys.stderr)
-        return 0
+            try:
+                with open(dst, "w", newline="") as fh:
+                    result = backtest_file(src, rule, fh, args.details)
+            except (BacktestError, OSError) as exc:  # one bad file never stops the batch
+                failed += 1
+                dst.unlink(missing_ok=True)
+                print(f"{rel}: not replayed: {exc}", file=sys.stderr)
+                continue
+            print(f"{rel}: {result.summary()}", file=sys.stderr)
+        if failed:
+            print(f"{failed} of {len(files)} files not replayed", file=sys.stderr)
+        return 1 if failed else 0
     except BacktestError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

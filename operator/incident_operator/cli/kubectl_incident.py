@@ -29,6 +29,7 @@ import re
 import sys
 from datetime import datetime, timezone
 from typing import Any, Sequence
+from ..domain.common.timeutil import time_or_none
 
 GROUP = "incidents.buttercream.io"
 VERSION = "v1alpha1"
@@ -204,16 +205,6 @@ def _call(fn, namespace: str, name: str | None, action: str):
 
 # -- formatting ------------------------------------------------------------------------------------------
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
 def short_duration(seconds: float) -> str:
     """kubectl's style: 45s, 12m, 3h5m, 2d4h."""
     seconds = int(max(seconds, 0))
@@ -234,7 +225,7 @@ def response_text(incident: dict[str, Any], now: datetime) -> tuple[str, str | N
     spec, status = incident.get("spec") or {}, incident.get("status") or {}
     if STATE_ORDER.get(spec.get("state") or "Triggered", 0) >= STATE_ORDER["Acknowledged"]:
         return "—", None
-    deadline = _parse_time(status.get("responseDeadline"))
+    deadline = time_or_none(status.get("responseDeadline"))
     if deadline is None:
         return "—", None
     left = (deadline - now).total_seconds()
@@ -276,7 +267,7 @@ def render_list(incidents: Sequence[dict[str, Any]], now: datetime, all_namespac
         priority = status.get("priority") or spec.get("priority") or "—"
         response, style = response_text(incident, now)
         level = int((status.get("escalation") or {}).get("level") or 0)
-        created = _parse_time(meta.get("creationTimestamp"))
+        created = time_or_none(meta.get("creationTimestamp"))
         row = [
             meta.get("name", ""),
             Text(priority, style=PRIORITY_STYLE.get(priority, "")),

@@ -145,6 +145,18 @@ def json_schema(crd: CrdVersion, strict: bool = True) -> dict[str, Any]:
 
 # -- defaults ----------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
+def _packaged_crds() -> dict[tuple[str, str], CrdVersion]:
+    return load_crds()
+
+
+def as_the_api_server_stores_it(body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` with the packaged CRD's defaults filled in, as the operator reads it back after
+    ``kubectl apply`` (unchanged when its apiVersion/kind is not one of ours)."""
+    crd = _packaged_crds().get((str(body.get("apiVersion")), str(body.get("kind"))))
+    return apply_defaults(crd.schema, body) if crd else dict(body)
+
+
 def apply_defaults(schema: Mapping[str, Any], value: Any) -> Any:
     """A copy of ``value`` with the schema's ``default``s filled in (structural defaulting)."""
     value = copy.deepcopy(value)

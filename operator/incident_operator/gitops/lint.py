@@ -22,13 +22,14 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from ..domain.detection import rules as dom
-from ..domain.detection.detectors import DEFAULT_DETECTOR_SPEC, BaselineDetector, InvalidDetector, ThresholdDetector, build_detector
+from ..domain.detection.detectors import BaselineDetector, InvalidDetector, ThresholdDetector
 from ..domain.common.durations import format_duration
+from ..domain.common.timeutil import time_or_none, utcnow
 from .crds import CrdVersion, apply_defaults, cel_violations, load_crds
 from .querytools import QueryFacts, analyse
 from .validate import validate
@@ -214,14 +215,10 @@ class Linter:
                 ok = False
         else:
             ok = False
-        detector_spec = dict(spec.get("detector") or DEFAULT_DETECTOR_SPEC)
-        if isinstance(detector_spec.get("baseline"), dict) and "step" in detector_spec["baseline"]:
-            # the history step belongs to the rule (parse_rule takes it out before building the detector)
-            detector_spec["baseline"] = {k: v for k, v in detector_spec["baseline"].items() if k != "step"}
         if clean("spec", "detector") and ("spec",) not in broken:
             try:
-                build_detector(detector_spec)
-            except (InvalidDetector, ValueError, TypeError) as error:
+                dom.parse_detector(spec.get("detector"))
+            except InvalidDetector as error:
                 message = str(error)
                 add(("spec",) + _message_path(message, "detector"),
                     f"spec.{message}" if message.startswith("detector") else f"spec.detector: {message}")
@@ -252,10 +249,6 @@ def _message_path(message: str, root: str, prefixed: bool = False) -> tuple[Any,
     return parts if parts[0] == root else (root,)
 
 
-def _duration(seconds: float) -> str:
-    return format_duration(seconds) if seconds == int(seconds) else f"{seconds:g}s"
-
-
 def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFacts, add) -> None:
     """Rules the API server accepts but that cannot do what they say."""
     interval, for_s, cooldown = rule.interval_s, rule.for_s, rule.cooldown_s
@@ -264,31 +257,31 @@ def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFac
 
     # `for` longer than the cooldown: the cooldown can never merge a returning spike.
     if cooldown > 0 and for_s > cooldown:
-        add(("spec", "for"), f"spec.for ({_duration(for_s)}) is longer than spec.cooldown ({_duration(cooldown)}): "
+        add(("spec", "for"), f"spec.for ({format_duration(for_s)}) is longer than spec.cooldown ({format_duration(cooldown)}): "
                              "a spike that comes back must hold for the whole `for` again, by which time the "
                              "cooldown is over, so every relapse opens a new incident; make cooldown >= for")
     elif 0 < for_s < interval:
-        add(("spec", "for"), f"spec.for ({_duration(for_s)}) is shorter than spec.interval ({_duration(interval)}): "
-                             f"the condition is only checked every {_duration(interval)}, so it acts as "
-                             f"{_duration(interval)}", WARNING)
+        add(("spec", "for"), f"spec.for ({format_duration(for_s)}) is shorter than spec.interval ({format_duration(interval)}): "
+                             f"the condition is only checked every {format_duration(interval)}, so it acts as "
+                             f"{format_duration(interval)}", WARNING)
 
     # The query's range window against the evaluation interval.
     if facts.windows:
         shortest_s, shortest = min(facts.windows)
         longest_s, longest = max(facts.windows)
         if shortest_s < interval:
-            add(("spec", "interval"), f"spec.interval ({_duration(interval)}) is longer than the query's range window "
+            add(("spec", "interval"), f"spec.interval ({format_duration(interval)}) is longer than the query's range window "
                                       f"{shortest}: each evaluation sees only the last {shortest[1:-1]} of every "
-                                      f"{_duration(interval)}, so tickets in between are never counted; use a window "
+                                      f"{format_duration(interval)}, so tickets in between are never counted; use a window "
                                       f">= the interval (or a shorter interval)")
         elif isinstance(detector, BaselineDetector) and longest_s != step:
             if longest_s > step:
                 effect = (f"consecutive values overlap and each ticket is counted {longest_s / step:g} times")
             else:
-                effect = f"tickets in the {_duration(step - longest_s)} between two samples are never counted"
+                effect = f"tickets in the {format_duration(step - longest_s)} between two samples are never counted"
             add(("spec", "query"), f"spec.query: the baseline detector sums windowPoints={detector.window_points} "
-                                   f"values {_duration(step)} apart (its history step) as separate counts, but the "
-                                   f"query's window is {longest}: {effect}; use a [{_duration(step)}] window", WARNING)
+                                   f"values {format_duration(step)} apart (its history step) as separate counts, but the "
+                                   f"query's window is {longest}: {effect}; use a [{format_duration(step)}] window", WARNING)
     elif facts.bare_counters:
         add(("spec", "query"), f"spec.query reads the counter {facts.bare_counters[0]} without rate() or increase(): "
                                "a counter only grows, so its raw value says nothing about a spike; use e.g. "
@@ -309,10 +302,8 @@ def _rule_semantics(rule: dom.RuleSpec, spec: Mapping[str, Any], facts: QueryFac
                 f"second ({value * 600:g} in 10 minutes); for \"{value:g} tickets in {window[1:-1]}\" use "
                 f"increase(...{window})", WARNING)
     if isinstance(detector, BaselineDetector):
-        from .ruletest import _max_history_points
-
-        limit = _max_history_points()
-        fetched = min(max(detector.history_points, 30), limit)
+        limit = dom.MAX_HISTORY_POINTS
+        fetched = rule.fetched_history_points
         trailing = max(min(detector.trailing_points, fetched - 2 * detector.window_points + 2), 0)
         seasonal = detector.seasonal_days * (2 * detector.seasonal_half_width_points + 1)
         if detector.min_reference_points > trailing + seasonal:
@@ -386,11 +377,8 @@ def _incident_semantics(spec: Mapping[str, Any], add) -> None:
 
     started = spec.get("startedAt")
     if isinstance(started, str):
-        try:
-            moment = datetime.fromisoformat(started.upper().replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None and moment > datetime.now(timezone.utc) + timedelta(minutes=5):
+        moment = time_or_none(started)
+        if moment is not None and moment > utcnow() + timedelta(minutes=5):
             add(("spec", "startedAt"), f"spec.startedAt {started} is in the future: the operator marks the incident "
                                        "Invalid (impact cannot start after now)")
     priority, impact, urgency = spec.get("priority"), spec.get("impact"), spec.get("urgency")

@@ -16,7 +16,6 @@ The file format is documented in docs/rule-tests.md.
 from __future__ import annotations
 
 import copy
-import functools
 import glob
 import math
 import re
@@ -26,13 +25,11 @@ from typing import Any, Mapping, Sequence
 
 from ..domain.detection import rules as dom
 from ..domain.common.durations import format_duration, parse_duration
-from .crds import apply_defaults, load_crds
+from .crds import as_the_api_server_stores_it
 from .yamlmarks import Document, YamlError, load_documents
 
 #: Evaluation time of the first input value (2026-01-01T00:00:00Z); reported as offset 0s.
 START = 1_767_225_600.0
-#: What the engine fetches as history at most (services/detection.py MAX_HISTORY_POINTS).
-MAX_HISTORY_POINTS = 300
 PRIORITY_RANK = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
 EXPECTABLE = ("priority", "title", "state", "service", "team", "reopens", "name", "value", "peak", "dry_run")
 CHANGEABLE_STATES = ("Acknowledged", "Investigating", "Mitigated", "Resolved", "Closed")
@@ -43,7 +40,7 @@ class TestFileError(ValueError):
 
 
 def _offset(seconds: float) -> str:
-    return format_duration(seconds) if seconds >= 0 and seconds == int(seconds) else f"{seconds:g}s"
+    return format_duration(seconds) if seconds >= 0 else "-" + format_duration(-seconds)
 
 
 # -- input values -------------------------------------------------------------------------------
@@ -161,7 +158,7 @@ def replay(rule: dom.RuleSpec, series: Sequence[tuple[dict[str, str], list[float
     steps = max((len(values) for _, values in series), default=0)
     interval = rule.interval_s
     step = float(getattr(rule, "step_s", 0.0) or interval)
-    fetch = min(max(rule.history_points, 30), _max_history_points())
+    fetch = rule.fetched_history_points
     windows = tuple(getattr(rule, "seasonal_windows", ()) or ())
     groups: list[dict[str, Any]] = []
     incidents: dict[str, SimIncident] = {}
@@ -220,14 +217,6 @@ def replay(rule: dom.RuleSpec, series: Sequence[tuple[dict[str, str], list[float
             slot[index] = max(value, slot.get(index, value))  # several series, one group: the larger
         snapshots.append(copy.deepcopy(incidents))
     return Replay(interval_s=interval, snapshots=snapshots, trace=trace)
-
-
-def _max_history_points() -> int:
-    try:
-        from ..services.detection import MAX_HISTORY_POINTS as engine_limit
-    except Exception:  # noqa: BLE001 - the engine's I/O dependencies are optional here
-        return MAX_HISTORY_POINTS
-    return int(engine_limit)
 
 
 def _trace_rows(rule: dom.RuleSpec, now: float, samples, histories, seasonals, groups, done) -> list[TraceRow]:
@@ -362,15 +351,8 @@ def _load_rules(test_file: Path, doc: Document) -> dict[str, tuple[dict[str, Any
     return rules
 
 
-@functools.lru_cache(maxsize=1)
-def _crds():
-    return load_crds()
-
-
 def _rule_spec(body: Mapping[str, Any], where: str, namespace: str) -> dom.RuleSpec:
-    crds = _crds()
-    crd = crds.get((str(body.get("apiVersion")), "DetectionRule"))
-    defaulted = apply_defaults(crd.schema, body) if crd else dict(body)
+    defaulted = as_the_api_server_stores_it(body)
     name = str((defaulted.get("metadata") or {}).get("name") or "rule")
     try:
         return dom.parse_rule(namespace, name, defaulted.get("spec") or {})

@@ -17,7 +17,7 @@ from ..adapters import kube
 from .waiting import sleep_until_woken
 from ..domain.detection import rules as dom
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import status_patch
+from ..domain.common.status import status_patch
 from ..services import detection as engine
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.RULES

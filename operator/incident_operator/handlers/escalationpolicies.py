@@ -14,7 +14,7 @@ import kopf
 
 from ..adapters import kube, notify
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import status_patch
+from ..domain.common.status import status_patch
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, notify.POLICIES
 RECHECK_SECONDS = 300

@@ -21,14 +21,16 @@ echo costs one pure reconcile and no write.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Hashable
 
 import kopf
 
 from .. import metrics
 from ..adapters import kube
-from ..domain.incident.lifecycle import Outcome, reconcile_incident, status_patch
+from ..domain.common.status import status_patch
+from ..domain.common.timeutil import utcnow
+from ..domain.incident.lifecycle import Outcome, reconcile_incident
 from ..services.incident_book import IncidentBook
 from ..services.incident_queue import IncidentQueue
 
@@ -45,10 +47,6 @@ log = logging.getLogger(__name__)
 
 class StillChanging(RuntimeError):
     """Every status write conflicted with a newer version of the incident."""
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class _ObjectLogger(logging.LoggerAdapter):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 from ..adapters import kube
@@ -35,7 +35,7 @@ from ..domain.detection.rules import FINGERPRINT_LABEL, RULE_LABEL
 from ..domain.common.durations import format_duration
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
 from ..domain.incident.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
-from ..domain.common.timeutil import format_time, parse_time
+from ..domain.common.timeutil import format_time, parse_time, utcnow
 
 log = logging.getLogger(__name__)
 # Same annotation as services/detection.py: the priority the operator last set by itself. While
@@ -46,10 +46,6 @@ MAX_RETRIES = 8
 ACTOR = "alertmanager"
 WRITE_LOCK = asyncio.Lock()
 PRIORITY_ORDER = {"P1": 1, "P2": 2, "P3": 3, "P4": 4}
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass

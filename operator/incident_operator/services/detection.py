@@ -27,14 +27,14 @@ from ..config import OperatorConfig
 from ..domain.detection import rules as dom
 from ..domain.alerts.alertmanager import SERVICE_LABEL
 from ..domain.common.conditions import set_condition
-from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION, status_patch
-from ..domain.common.timeutil import format_time, format_time_precise, parse_time
+from ..domain.common.status import status_patch
+from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
+from ..domain.common.timeutil import format_time, format_time_precise, utcnow
 from . import alerts as correlation
 from .incident_book import IncidentBook, detected_summary
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
-MAX_HISTORY_POINTS = 300
 # The priority the rule itself last set; while spec.priority still equals it, no person has
 # overridden it and the rule may raise it as the spike grows into a higher band.
 RULE_PRIORITY_ANNOTATION = "incidents.buttercream.io/rule-priority"
@@ -46,10 +46,6 @@ class EvaluationResult:
     rule_body: dict[str, Any] | None
     duration: float
     error: PrometheusError | None = None
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> Endpoint:
@@ -108,7 +104,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     try:
         endpoint = await endpoint_for(rule_body, config)
         async with semaphore:
-            points = min(max(rule.history_points, 30), MAX_HISTORY_POINTS)
+            points = rule.fetched_history_points
             step = rule.step_s
             # The value now and the history before it (for the detector and startedAt) in parallel: one
             # round trip less between the evaluation tick and the incident. When nothing matches, the
@@ -392,7 +388,3 @@ def _label_safe(value: str) -> str:
     cleaned = re.sub(r"[^a-z0-9_.-]", "-", value.lower()).strip("-._")[:63]
     return cleaned.strip("-._") or "unknown"
 
-
-def parse_time_epoch(value: str | None) -> float | None:
-    moment = parse_time(value) if value else None
-    return moment.timestamp() if moment else None

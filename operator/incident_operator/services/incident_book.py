@@ -23,7 +23,7 @@ from typing import Any, Mapping
 
 from .. import metrics
 from ..domain.detection.rules import RULE_LABEL
-from ..domain.common.timeutil import parse_time
+from ..domain.common.timeutil import epoch_or_none
 
 
 @dataclass(frozen=True)
@@ -40,23 +40,16 @@ class DetectedSummary:
 def detected_summary(spec: Mapping[str, Any] | None, status: Mapping[str, Any] | None) -> DetectedSummary:
     status = status or {}
     signal = status.get("signal") or {}
-    resolved = _epoch(status.get("resolvedAt"))
+    resolved = epoch_or_none(status.get("resolvedAt"))
     return DetectedSummary(
         state=(spec or {}).get("state") or "Triggered",
         resolved_at=resolved,
         value=signal.get("value"),
         peak=signal.get("peak"),
-        last_seen=_epoch(signal.get("lastSeen")),
+        last_seen=epoch_or_none(signal.get("lastSeen")),
     )
 
 
-def _epoch(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return parse_time(value).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 @dataclass(frozen=True)

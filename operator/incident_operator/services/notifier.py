@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import random
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -35,7 +35,7 @@ from ..config import OperatorConfig
 from ..domain.notify import comms, handoff
 from ..domain.notify import book as book_ops
 from ..domain.incident.lifecycle import STATE_INDEX
-from ..domain.common.timeutil import format_time
+from ..domain.common.timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
 INCIDENTS = kube.INCIDENTS
@@ -43,10 +43,6 @@ MAX_CONFLICT_RETRIES = 8
 DRAFTS_SUFFIX = "-drafts"
 INCIDENT_LABEL = "incidents.buttercream.io/incident"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 def operator_namespace() -> str | None:

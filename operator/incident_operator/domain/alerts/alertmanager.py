@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..common.durations import parse_duration
+from ..common.durations import duration_value
 from ..incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
-from ..common.timeutil import format_time_precise, parse_time
+from ..common.timeutil import format_time_precise, parse_time, time_or_none
 
 # Labels the operator puts on the incidents it creates.
 SERVICE_LABEL = "incidents.buttercream.io/service"
@@ -178,12 +178,9 @@ def _priority(value: Any, where: str) -> str:
 
 def _duration(value: Any, where: str) -> float:
     try:
-        seconds = parse_duration(value) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError) as error:
-        raise InvalidSettings(f"{where}: {error}") from None
-    if seconds < 0:
-        raise InvalidSettings(f"{where} must not be negative")
-    return seconds
+        return duration_value(value, field=where).total_seconds()
+    except ValueError as error:
+        raise InvalidSettings(str(error)) from None
 
 
 def _label_name(value: Any, where: str) -> str:
@@ -282,6 +279,7 @@ def parse_settings(raw: Mapping[str, Any] | None, fallback_namespace: str | None
 
     defaults = {k: raw[k] for k in MAPPING_KEYS & set(raw)}
     raw_mappings = raw.get("mappings")
+    mappings: tuple[AlertMapping, ...]
     if raw_mappings is None:
         mappings = (_mapping({}, defaults, "alertmanager.mappings[0]"),)
     elif not isinstance(raw_mappings, list):
@@ -349,6 +347,13 @@ def _string_map(value: Any, where: str) -> dict[str, str]:
     return out
 
 
+def _required_time(value: Any, where: str) -> datetime:
+    moment = _time(value, where, required=True)
+    if moment is None:  # _time raises for a missing required time; this keeps the type honest
+        raise InvalidNotification(f"{where} is required (RFC 3339)")
+    return moment
+
+
 def _time(value: Any, where: str, required: bool) -> datetime | None:
     if value in (None, ""):
         if required:
@@ -357,8 +362,6 @@ def _time(value: Any, where: str, required: bool) -> datetime | None:
     if not isinstance(value, str):
         raise InvalidNotification(f"{where} must be an RFC 3339 string")
     text = value.strip()
-    # Go writes up to nine fractional digits; Python reads six.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
     try:
         moment = parse_time(text)
     except ValueError as error:
@@ -402,7 +405,7 @@ def parse_notification(data: Any) -> Notification:
         alerts.append(Alert(
             status=alert_status, labels=labels,
             annotations=_string_map(raw.get("annotations"), f"{where}.annotations"),
-            starts_at=_time(raw.get("startsAt"), f"{where}.startsAt", required=True),
+            starts_at=_required_time(raw.get("startsAt"), f"{where}.startsAt"),
             ends_at=_time(raw.get("endsAt"), f"{where}.endsAt", required=False),
             fingerprint=fingerprint, generator_url=generator,
         ))
@@ -606,29 +609,24 @@ def all_alerts_resolved(alerts: Iterable[Mapping[str, Any]]) -> bool:
 
 
 def earliest_alert_start(alerts: Iterable[Mapping[str, Any]]) -> datetime | None:
-    times = [t for t in (_safe(a.get("startsAt")) for a in alerts) if t is not None]
+    times = [t for t in (time_or_none(a.get("startsAt")) for a in alerts) if t is not None]
     return min(times) if times else None
 
 
 # -- correlation ------------------------------------------------------------------------------------
 
-def _safe(value: Any) -> datetime | None:
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def detected_time(incident: Mapping[str, Any]) -> datetime | None:
     """When an incident was detected: the earlier of status.detectedAt and the annotation, else creation."""
     metadata = incident.get("metadata") or {}
     status = incident.get("status") or {}
-    candidates = [_safe(status.get("detectedAt")),
-                  _safe((metadata.get("annotations") or {}).get(DETECTED_AT_ANNOTATION))]
+    candidates = [time_or_none(status.get("detectedAt")),
+                  time_or_none((metadata.get("annotations") or {}).get(DETECTED_AT_ANNOTATION))]
     found = [c for c in candidates if c is not None]
     if found:
         return min(found)
-    return _safe(metadata.get("creationTimestamp"))
+    return time_or_none(metadata.get("creationTimestamp"))
 
 
 def is_open(incident: Mapping[str, Any]) -> bool:
@@ -692,7 +690,7 @@ def derive_first_signal(signal: Mapping[str, Any]) -> str | None:
     The ticket spike began at ``signal.firstSeen`` (when its rule first saw the condition); an
     alert at its ``startsAt``.
     """
-    spike_at = _safe(signal.get("firstSeen")) if signal.get("rule") else None
+    spike_at = time_or_none(signal.get("firstSeen")) if signal.get("rule") else None
     return first_signal(spike_at, earliest_alert_start(signal.get("alerts") or []))
 
 
@@ -721,5 +719,5 @@ def stale_resolution(incident: Mapping[str, Any], now: datetime, recovery_window
     spec_state = (incident.get("spec") or {}).get("state")
     if spec_state != "Resolved":
         return False
-    resolved = _safe((incident.get("status") or {}).get("resolvedAt"))
+    resolved = time_or_none((incident.get("status") or {}).get("resolvedAt"))
     return resolved is not None and now - resolved > timedelta(seconds=recovery_window_s)

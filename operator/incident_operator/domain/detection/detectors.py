@@ -84,7 +84,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Mapping, NamedTuple, Protocol, Sequence, runtime_checkable
 
 __all__ = [
     "Verdict",
@@ -96,6 +96,9 @@ __all__ = [
     "build_detector",
     "DEFAULT_DETECTOR_SPEC",
     "BASELINE_DEFAULTS",
+    "BASELINE_PARAMETERS",
+    "THRESHOLD_PARAMETERS",
+    "Parameter",
     "nb_log_sf",
     "nb_upper_quantile",
 ]
@@ -478,8 +481,25 @@ class BaselineDetector:
 # Configuration: spec.detector dicts
 # --------------------------------------------------------------------------------------------
 
-# (camelCase field, attribute, type, default, minimum, maximum, description) for `baseline`
-_BASELINE_FIELDS: tuple[tuple[str, str, type, Any, float, float, str], ...] = (
+class Parameter(NamedTuple):
+    """One field of a detector block: the parser's table, which ``incidentctl lint`` uses as it is and a unit
+    test holds in step with the CRD schema and docs/detection.md."""
+
+    name: str  # camelCase, as in the manifest
+    attr: str  # the detector's attribute
+    kind: type[int] | type[float]
+    default: float | None  # None: required
+    minimum: float
+    maximum: float
+    description: str
+
+
+THRESHOLD_PARAMETERS: tuple[Parameter, ...] = (
+    Parameter("value", "value_threshold", float, None, 0.0, 1e15,
+              "Fire when the value is greater than or equal to this (must be > 0)."),
+)
+
+BASELINE_PARAMETERS: tuple[Parameter, ...] = tuple(Parameter(*row) for row in (
     ("windowPoints", "window_points", int, 6, 1, 60,
      "Consecutive samples summed into the tested count (6 x 5m = 30 minutes)."),
     ("trailingPoints", "trailing_points", int, 288, 12, 720,
@@ -514,10 +534,10 @@ _BASELINE_FIELDS: tuple[tuple[str, str, type, Any, float, float, str], ...] = (
      "Shift and drop tests: floor of the robust log-scale spread (1.4826 x MAD of log(1 + count))."),
     ("minChange", "min_change", float, 30.0, 0.0, 1e9,
      "Shift and drop tests: the count must differ from the median by at least this many tickets."),
-)
+))
 
 #: Defaults of the ``baseline`` block, camelCase.
-BASELINE_DEFAULTS: dict[str, Any] = {f[0]: f[3] for f in _BASELINE_FIELDS}
+BASELINE_DEFAULTS: dict[str, Any] = {p.name: p.default for p in BASELINE_PARAMETERS}
 
 #: What a DetectionRule gets when it says nothing about its detector (the benchmarked configuration).
 DEFAULT_DETECTOR_SPEC: dict[str, Any] = {"type": "baseline", "baseline": dict(BASELINE_DEFAULTS)}
@@ -525,7 +545,7 @@ DEFAULT_DETECTOR_SPEC: dict[str, Any] = {"type": "baseline", "baseline": dict(BA
 _TYPES = ("threshold", "baseline")
 
 
-def _number(path: str, raw: Any, kind: type, lo: float, hi: float) -> float | int:
+def _number(path: str, raw: object, kind: type[int] | type[float], lo: float, hi: float) -> float | int:
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         want = "an integer" if kind is int else "a number"
         raise InvalidDetector(f"{path} must be {want}, got {raw!r}")
@@ -588,23 +608,25 @@ def build_detector(spec: Mapping[str, Any] | None) -> Detector:
             )
         if "value" not in block:
             raise InvalidDetector("detector.threshold.value is required (fire when the query value >= it)")
-        value = _number("detector.threshold.value", block["value"], float, 0.0, 1e15)
+        (param,) = THRESHOLD_PARAMETERS
+        value = _number("detector.threshold.value", block["value"], param.kind, param.minimum, param.maximum)
         if value <= 0:
             raise InvalidDetector(f"detector.threshold.value must be > 0, got {block['value']!r}")
         return ThresholdDetector(value_threshold=float(value))
 
     block = _block(spec, "baseline")
-    names = {f[0] for f in _BASELINE_FIELDS}
+    names = {p.name for p in BASELINE_PARAMETERS}
     extra = sorted(set(block) - names)
     if extra:
         raise InvalidDetector(
             f"unknown field(s) in detector.baseline: {', '.join(map(str, extra))} "
-            f"(allowed: {', '.join(f[0] for f in _BASELINE_FIELDS)})"
+            f"(allowed: {', '.join(p.name for p in BASELINE_PARAMETERS)})"
         )
     kwargs: dict[str, Any] = {}
-    for field, attr, kind_, default, lo, hi, _desc in _BASELINE_FIELDS:
-        raw = block.get(field, default)
-        kwargs[attr] = _number(f"detector.baseline.{field}", raw, kind_, lo, hi)
+    for param in BASELINE_PARAMETERS:
+        raw = block.get(param.name, param.default)
+        kwargs[param.attr] = _number(f"detector.baseline.{param.name}", raw, param.kind, param.minimum,
+                                     param.maximum)
     if kwargs["seasonal_days"] == 0 and kwargs["min_reference_points"] > kwargs["trailing_points"]:
         raise InvalidDetector(
             "detector.baseline.minReferencePoints cannot exceed trailingPoints when seasonalDays is 0 "

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping
 
 __all__ = [
     "INACTIVE",
@@ -93,7 +93,7 @@ class EpisodeState:
     def firing(self) -> bool:
         return self.phase == FIRING
 
-    _KEYS = (
+    _KEYS: ClassVar[tuple[tuple[str, str], ...]] = (
         ("phase", "phase"),
         ("pending_since", "pendingSince"),
         ("episode", "episode"),
@@ -108,7 +108,7 @@ class EpisodeState:
     def to_dict(self) -> dict[str, Any]:
         """camelCase, JSON-serialisable; ``None`` fields are omitted."""
         out: dict[str, Any] = {}
-        for attr, key in self._KEYS:  # type: ignore[attr-defined]
+        for attr, key in self._KEYS:
             value = getattr(self, attr)
             if value is not None:
                 out[key] = value
@@ -120,7 +120,7 @@ class EpisodeState:
         if not data:
             return cls()
         kwargs: dict[str, Any] = {}
-        for attr, key in cls._KEYS:  # type: ignore[attr-defined]
+        for attr, key in cls._KEYS:
             if key in data and data[key] is not None:
                 value = data[key]
                 if attr == "phase":

@@ -15,12 +15,22 @@ import statistics
 import urllib.parse
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, TypedDict, cast
 
-from .detectors import DEFAULT_DETECTOR_SPEC, Detector, InvalidDetector, Verdict, build_detector
+from .detectors import (
+    BASELINE_PARAMETERS,
+    DEFAULT_DETECTOR_SPEC,
+    THRESHOLD_PARAMETERS,
+    Detector,
+    InvalidDetector,
+    Parameter,
+    SeasonalWindow,
+    Verdict,
+    build_detector,
+)
 from ..common.durations import parse_duration
 from .episodes import FIRING, INACTIVE, EpisodeState, mark_resolved, step
-from ..common.textrender import TemplateError, render_text
+from ..common.sandbox import RULE_TEXT, TemplateError, render
 from ..common.timeutil import format_time
 
 MAX_GROUPS = 100
@@ -31,6 +41,17 @@ DEFAULT_TITLE = "Spike in {{ rule }}: {{ labels | dictsort | map('join', '=') | 
 START_FRACTION = 0.2
 # The baseline detector's defaults are tuned for 5-minute samples (docs/detection.md).
 DEFAULT_BASELINE_STEP_SECONDS = 300.0
+# The most history samples one evaluation fetches (one range query); a detector wanting more gets these.
+MAX_HISTORY_POINTS = 300
+# The defaults of the rule's durations, as in the CRD (crds/detectionrules.yaml).
+DEFAULT_INTERVAL, DEFAULT_FOR, DEFAULT_COOLDOWN, DEFAULT_RECOVERY = "30s", "0s", "30m", "1h"
+
+#: Every field of ``spec.detector.<type>``, by type: the parser's table (``baseline.step`` is a duration,
+#: kept by the rule; its default is DEFAULT_BASELINE_STEP_SECONDS).
+DETECTOR_PARAMETERS: Mapping[str, tuple[Parameter, ...]] = {
+    "threshold": THRESHOLD_PARAMETERS,
+    "baseline": BASELINE_PARAMETERS,
+}
 
 
 class InvalidRule(ValueError):
@@ -71,15 +92,21 @@ class RuleSpec:
 
     @property
     def history_points(self) -> int:
-        return max(int(getattr(self.detector, "history_points", 0) or 0), 1)
+        return max(self.detector.history_points, 1)
 
     @property
     def step_s(self) -> float:
         return self.history_step_s or self.interval_s
 
     @property
-    def seasonal_windows(self) -> tuple:
-        return tuple(getattr(self.detector, "seasonal_windows", ()) or ())
+    def fetched_history_points(self) -> int:
+        """How many history samples one evaluation range-queries (at least 30, for startedAt; at most
+        MAX_HISTORY_POINTS); the detector sees the last ``history_points`` of them."""
+        return min(max(self.history_points, 30), MAX_HISTORY_POINTS)
+
+    @property
+    def seasonal_windows(self) -> tuple[SeasonalWindow, ...]:
+        return self.detector.seasonal_windows
 
 
 def check_promql(query: str) -> None:
@@ -90,6 +117,43 @@ def check_promql(query: str) -> None:
         promql_parser.parse(query)
     except Exception as error:  # the binding raises ValueError/RuntimeError depending on version
         raise InvalidRule(f"spec.query is not valid PromQL: {error}") from None
+
+
+@dataclass(frozen=True)
+class ParsedDetector:
+    type: str  # threshold or baseline
+    detector: Detector
+    history_step_s: float  # the spacing of the history it learns from (0: the rule's interval)
+
+
+def parse_detector(spec: Mapping[str, Any] | None) -> ParsedDetector:
+    """``spec.detector`` of a DetectionRule; :class:`InvalidDetector` naming the field (``detector....``).
+
+    The parameters are those of :data:`DETECTOR_PARAMETERS`; ``baseline.step`` belongs to the rule (it says
+    how the history is sampled), every other field to the detector.
+    """
+    if spec is not None and not isinstance(spec, Mapping):
+        raise InvalidDetector(f"detector must be a mapping, got {type(spec).__name__}")
+    detector_spec = dict(spec or DEFAULT_DETECTOR_SPEC)
+    detector_type = str(detector_spec.get("type") or "baseline")
+    history_step = 0.0
+    baseline = detector_spec.get("baseline")
+    if isinstance(baseline, Mapping) and "step" in baseline:
+        baseline = dict(baseline)
+        try:
+            history_step = parse_duration(str(baseline.pop("step")))
+        except ValueError as error:
+            raise InvalidDetector(f"detector.baseline.step: {error}") from None
+        detector_spec["baseline"] = baseline
+    elif detector_type == "baseline":
+        history_step = DEFAULT_BASELINE_STEP_SECONDS
+    try:
+        detector = build_detector(detector_spec)
+    except InvalidDetector:
+        raise
+    except (ValueError, TypeError) as error:
+        raise InvalidDetector(f"detector: {error}") from None
+    return ParsedDetector(detector_type, detector, history_step)
 
 
 def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
@@ -105,22 +169,11 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
         except ValueError as error:
             raise InvalidRule(f"spec.{key}: {error}") from None
 
-    detector_spec = dict(spec.get("detector") or DEFAULT_DETECTOR_SPEC)
-    history_step = 0.0
-    if isinstance(detector_spec.get("baseline"), Mapping) and "step" in detector_spec["baseline"]:
-        # The sampling step of the baseline's history is the rule's business, not the detector's.
-        baseline = dict(detector_spec["baseline"])
-        try:
-            history_step = parse_duration(str(baseline.pop("step")))
-        except ValueError as error:
-            raise InvalidRule(f"spec.detector.baseline.step: {error}") from None
-        detector_spec["baseline"] = baseline
-    elif (detector_spec.get("type") or "baseline") == "baseline":
-        history_step = DEFAULT_BASELINE_STEP_SECONDS
     try:
-        detector = build_detector(detector_spec)
-    except (InvalidDetector, ValueError) as error:
-        raise InvalidRule(f"spec.detector: {error}") from None
+        parsed = parse_detector(spec.get("detector"))
+    except InvalidDetector as error:
+        raise InvalidRule(f"spec.{error}") from None
+    detector_type, detector, history_step = parsed.type, parsed.detector, parsed.history_step_s
 
     priority = dict(spec.get("priority") or {})
     bands = tuple(sorted((PriorityBand(float(b["minValue"]), str(b["priority"])) for b in priority.get("bands") or []),
@@ -129,16 +182,16 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
     for key in ("title", "description", "service", "team"):
         if template.get(key):
             try:
-                render_text(str(template[key]), {"labels": {}, "value": 0, "baseline": 0, "threshold": 0,
-                                                 "rule": name, "namespace": namespace}, strict=False)
+                render(str(template[key]), {"labels": {}, "value": 0, "baseline": 0, "threshold": 0,
+                                            "rule": name, "namespace": namespace}, RULE_TEXT)
             except TemplateError as error:
-                raise InvalidRule(f"spec.incident.{key}: {error}") from None
+                raise InvalidRule(f"spec.incident.{key}: {_template_problem(error)}") from None
     rule = RuleSpec(
         namespace=namespace, name=name, query=query,
-        interval_s=seconds("interval", "30s"), for_s=seconds("for", "0s"),
-        cooldown_s=seconds("cooldown", "30m"), recovery_s=seconds("recoveryWindow", "1h"),
+        interval_s=seconds("interval", DEFAULT_INTERVAL), for_s=seconds("for", DEFAULT_FOR),
+        cooldown_s=seconds("cooldown", DEFAULT_COOLDOWN), recovery_s=seconds("recoveryWindow", DEFAULT_RECOVERY),
         mode=str(spec.get("mode") or "Active"), detector=detector,
-        detector_type=str(detector_spec.get("type") or "baseline"),
+        detector_type=detector_type,
         default_priority=str(priority.get("default") or "P3"), bands=bands,
         title=str(template.get("title") or DEFAULT_TITLE), description=template.get("description"),
         service=template.get("service"), team=template.get("team"),
@@ -244,7 +297,7 @@ class IncidentView:
 
 @dataclass
 class Action:
-    kind: str  # open, reopen, update, dry-run
+    kind: ActionKind
     fingerprint: str
     incident: str
     labels: dict[str, str]
@@ -261,9 +314,28 @@ class Action:
     first_seen: float = 0.0
 
 
+class GroupRecord(TypedDict, total=False):
+    """One entry of ``DetectionRule.status.groups`` (crds/detectionrules.yaml): a group's state between
+    evaluations."""
+
+    fingerprint: str
+    labels: dict[str, str]
+    incident: str  # the current/last episode's incident
+    episodeState: dict[str, Any]  # EpisodeState.to_dict()
+    value: float
+    threshold: float
+    baseline: float
+    peak: float
+    startedAt: str
+    lastSeen: str
+
+
+ActionKind = Literal["open", "reopen", "update", "dry-run"]
+
+
 @dataclass
 class Plan:
-    groups: list[dict[str, Any]]
+    groups: list[GroupRecord]
     actions: list[Action] = field(default_factory=list)
     firing: int = 0
 
@@ -287,14 +359,16 @@ def plan_evaluation(
     ``histories`` (recent samples) and ``seasonals`` (one list per detector seasonal window) are
     keyed by group fingerprint.
     """
-    by_fp: dict[str, dict[str, Any]] = {g["fingerprint"]: dict(g) for g in previous_groups if g.get("fingerprint")}
+    # the previous groups come back from the rule's status (JSON written by this function)
+    by_fp: dict[str, GroupRecord] = {g["fingerprint"]: cast(GroupRecord, dict(g))
+                                     for g in previous_groups if g.get("fingerprint")}
     current: dict[str, tuple[dict[str, str], float]] = {}
-    for labels, value in samples:
-        group = group_of(rule, labels)
+    for series_labels, series_value in samples:
+        group = group_of(rule, series_labels)
         fp = fingerprint(rule.namespace, rule.name, group)
         # Two series mapping to one group (groupLabels narrower than the query): keep the larger.
-        if fp not in current or value > current[fp][1]:
-            current[fp] = (group, value)
+        if fp not in current or series_value > current[fp][1]:
+            current[fp] = (group, series_value)
 
     plan = Plan(groups=[])
     for fp in set(by_fp) | set(current):
@@ -303,6 +377,8 @@ def plan_evaluation(
         known = incidents.get(record.get("incident") or "")
         if known and known.resolved_at is not None and state.resolved_at is None and state.phase != FIRING:
             state = mark_resolved(state, known.resolved_at)
+        value: float | None
+        labels: Mapping[str, str]
         labels, value = current.get(fp, (record.get("labels") or {}, None))
         points = list(histories.get(fp, ()))
         history_values = [v for t, v in points if t < now][-rule.history_points:]
@@ -376,7 +452,7 @@ def plan_evaluation(
     return plan
 
 
-def _worth_keeping(record: Mapping[str, Any], state: EpisodeState, known: IncidentView | None,
+def _worth_keeping(record: GroupRecord, state: EpisodeState, known: IncidentView | None,
                    rule: RuleSpec, now: float) -> bool:
     if state.phase != INACTIVE:
         return True
@@ -391,13 +467,21 @@ def _worth_keeping(record: Mapping[str, Any], state: EpisodeState, known: Incide
     return known is not None and known.state == "Resolved" and state.resolved_at is None
 
 
+def _template_problem(error: TemplateError) -> str:
+    if error.reason == "sandbox":
+        return f"template refused by the sandbox: {error.message}"
+    if error.reason == "syntax":
+        return f"template {error.message}"
+    return error.message if error.message.startswith("template error") else f"template error: {error.message}"
+
+
 def _render(template: str | None, context: Mapping[str, Any], fallback: str) -> str:
     if not template:
         return fallback
     try:
-        return render_text(template, context, strict=False)
+        return render(template, context, RULE_TEXT)
     except TemplateError:
-        return render_text(fallback, context, strict=False) if fallback else ""
+        return render(fallback, context, RULE_TEXT) if fallback else ""
 
 
 def signal_status(rule: RuleSpec, action: Action, graph_base: str | None, now: float) -> dict[str, Any]:

@@ -144,13 +144,12 @@ class BusinessCalendar:
         if not isinstance(self.timezone, str) or not self.timezone.strip():
             raise ValueError(f"timezone: expected an IANA time zone name, got {self.timezone!r}")
         try:
-            zone = ZoneInfo(self.timezone.strip())
+            ZoneInfo(self.timezone.strip())  # `zone` builds it again: ZoneInfo keeps one instance per name
         except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(
                 f"timezone: unknown IANA time zone {self.timezone!r} (e.g. 'Europe/Berlin', 'UTC')"
             ) from None
         set_("timezone", self.timezone.strip())
-        set_("_zone", zone)
 
         if isinstance(self.workdays, (str, bytes)) or not isinstance(self.workdays, Iterable):
             raise ValueError(f"workdays: expected a list of weekdays, got {self.workdays!r}")
@@ -295,7 +294,7 @@ class BusinessCalendar:
     @property
     def zone(self) -> ZoneInfo:
         """The ``ZoneInfo`` of :attr:`timezone`."""
-        return self._zone  # type: ignore[attr-defined, no-any-return]
+        return ZoneInfo(self.timezone)
 
     def local_date(self, dt: datetime) -> date:
         """The local calendar date of instant ``dt``."""

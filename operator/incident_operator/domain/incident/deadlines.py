@@ -47,7 +47,6 @@ lower the level it has already recorded in ``status``.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,7 +54,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ..common import durations as _durations
+from ..common.durations import duration_value, format_duration
 from .calendar import BusinessCalendar
 from .priority import parse_priority
 
@@ -64,8 +63,6 @@ __all__ = [
     "DeadlinePolicy",
     "DEFAULT_POLICY",
     "DEFAULT_CALENDAR",
-    "parse_duration",
-    "format_duration",
     "response_deadline",
     "resolution_target",
     "escalation_level_due",
@@ -74,59 +71,6 @@ __all__ = [
 ]
 
 # ---------------------------------------------------------------------------------------- durations
-
-_FORMAT_UNITS_MS = (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1))
-
-
-def parse_duration(value: str | int | float | timedelta, *, field: str = "duration") -> timedelta:
-    """``"30s"``, ``"10m"``, ``"1h30m"``, ``"1d"``, ``"1500ms"`` -> ``timedelta``.
-
-    Strings use the project's one duration language, :func:`incident_operator.domain.common.durations.
-    parse_duration` (integer parts, units ``d`` = 24 h, ``h``, ``m``, ``s``, ``ms``, largest first,
-    each at most once; ``"0"`` is zero) -- the same syntax as durations in the CRDs. Ints/floats
-    (a bare number in YAML) are seconds; a ``timedelta`` passes through. Negative values are
-    refused. Raises ``ValueError`` whose message starts with ``field``.
-    """
-    if isinstance(value, timedelta):
-        result = value
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ValueError(f"{field}: invalid duration {value!r}")
-        result = _seconds(value, field, value)
-    elif isinstance(value, str):
-        try:
-            seconds = _durations.parse_duration(value)
-        except ValueError as error:
-            raise ValueError(f"{field}: {error}") from None
-        result = _seconds(seconds, field, value)
-    else:
-        raise ValueError(f"{field}: expected a duration string such as '30m', got {value!r}")
-    if result < timedelta(0):
-        raise ValueError(f"{field}: duration must not be negative, got {value!r}")
-    return result
-
-
-def _seconds(seconds: float, field: str, original: object) -> timedelta:
-    try:
-        return timedelta(seconds=seconds)
-    except OverflowError:
-        raise ValueError(f"{field}: duration {original!r} is too large") from None
-
-
-def format_duration(value: timedelta) -> str:
-    """Inverse of :func:`parse_duration` (to the millisecond): ``timedelta(minutes=90)`` -> ``"1h30m"``."""
-    if value < timedelta(0):
-        raise ValueError(f"duration must not be negative, got {value}")
-    rest = round(value / timedelta(milliseconds=1))
-    if rest == 0:
-        return "0s"
-    out = []
-    for unit, size in _FORMAT_UNITS_MS:
-        amount, rest = divmod(rest, size)
-        if amount:
-            out.append(f"{amount}{unit}")
-    return "".join(out)
-
 
 # ---------------------------------------------------------------------------------------- rules
 
@@ -186,13 +130,13 @@ class DeadlineRule:
                     )
                 return cls("businessHours", duration=timedelta(hours=hours))
             try:
-                return cls("elapsed", duration=parse_duration(text, field=field))
+                return cls("elapsed", duration=duration_value(text, field=field))
             except ValueError:
                 raise ValueError(
                     f"{field}: invalid deadline {value!r}; expected a duration ('30m', '2h', '1h30m'), "
                     "business hours ('16bh'), 'nextBusinessDay' or business days ('3bd')"
                 ) from None
-        return cls("elapsed", duration=parse_duration(value, field=field))
+        return cls("elapsed", duration=duration_value(value, field=field))
 
     def __str__(self) -> str:
         if self.kind == "businessDays":
@@ -278,12 +222,12 @@ class DeadlinePolicy:
                 f"escalationInterval: expected a mapping of priority (P1-P4) to duration, got {given!r}"
             )
         intervals = {
-            p: parse_duration(v, field=f"escalationInterval.{p}")
+            p: duration_value(v, field=f"escalationInterval.{p}")
             for p, v in _DEFAULT_ESCALATION_INTERVAL.items()
         }
         for key, value in (given or {}).items():
             priority = _priority_key(key, "escalationInterval")
-            interval = parse_duration(value, field=f"escalationInterval.{priority}")
+            interval = duration_value(value, field=f"escalationInterval.{priority}")
             if interval <= timedelta(0):
                 raise ValueError(f"escalationInterval.{priority}: must be greater than zero, got {value!r}")
             intervals[priority] = interval

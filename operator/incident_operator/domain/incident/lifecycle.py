@@ -20,6 +20,7 @@ from ..notify.book import queue as queue_notifications
 from .priority import effective_priority, severity_of
 from .review import open_action_items, review_missing, review_required
 from .timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
+from ..common.status import status_patch  # noqa: F401 - moved to domain/common/status.py
 from ..common.timeutil import format_time, format_time_precise, parse_time
 
 STATES = ("Triggered", "Acknowledged", "Investigating", "Mitigated", "Resolved", "Closed")
@@ -358,14 +359,3 @@ def _ago(delta: timedelta) -> str:
         return f"{seconds // 60}m"
     return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
 
-
-def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON merge patch turning ``old`` status into ``new`` (top-level keys; None deletes)."""
-    patch: dict[str, Any] = {}
-    for key, value in new.items():
-        if old.get(key) != value:
-            patch[key] = value
-    for key in old:
-        if key not in new:
-            patch[key] = None
-    return patch

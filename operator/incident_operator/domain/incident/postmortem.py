@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from .priority import effective_priority, severity_of
 from .review import review_missing, review_required
-from ..common.timeutil import parse_time
+from ..common.timeutil import time_or_none
 
 MEASURES = (
     ("Time to detect", "detectedAt"),
@@ -36,11 +36,6 @@ MILESTONES = (
 )
 
 
-def _time(value: Any) -> datetime | None:
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
 
 
 def format_span(delta: timedelta | None) -> str:
@@ -64,10 +59,10 @@ def format_span(delta: timedelta | None) -> str:
 
 def durations(status: Mapping[str, Any]) -> dict[str, timedelta | None]:
     """Rootly-style durations from impact start; None when a milestone is missing."""
-    started = _time(status.get("startedAt"))
+    started = time_or_none(status.get("startedAt"))
     result: dict[str, timedelta | None] = {}
     for label, stamp in MEASURES:
-        moment = _time(status.get(stamp))
+        moment = time_or_none(status.get(stamp))
         result[label] = moment - started if moment and started else None
     return result
 
@@ -101,14 +96,14 @@ def auto_timeline(status: Mapping[str, Any]) -> list[tuple[datetime, str, str]]:
     timeline = list(status.get("timeline") or [])
     recorded_types = {entry.get("type") for entry in timeline}
     for label, stamp in MILESTONES:
-        moment = _time(status.get(stamp))
+        moment = time_or_none(status.get(stamp))
         if moment is None:
             continue
         if label == "Detected" and "Detected" in recorded_types:
             continue  # the timeline's own entry says more
         rows.append((moment, label, "milestone"))
     for entry in timeline:
-        moment = _time(entry.get("time"))
+        moment = time_or_none(entry.get("time"))
         if moment is None:
             continue
         actor = entry.get("actor")
@@ -177,7 +172,7 @@ def build_postmortem(incident: Mapping[str, Any], now: datetime) -> str:
     for label, stamp in MEASURES:
         out.append(f"| {label} | {format_span(spans[label])} | {stamp} − startedAt |")
     if not status.get("resolvedAt") and state not in ("Resolved", "Closed"):
-        started = _time(status.get("startedAt"))
+        started = time_or_none(status.get("startedAt"))
         if started:
             out.append(f"| Open for | {format_span(now - started)} | now − startedAt |")
     on_time = next((c for c in status.get("conditions") or [] if c.get("type") == "ResponseOnTime"), None)

@@ -148,17 +148,17 @@ def effective_priority(priority: str | None, impact: str | None, urgency: str | 
 
     Raises ``ValueError`` with a message naming the offending or missing field(s).
     """
-    if not _blank(priority):
-        return parse_priority(priority)  # type: ignore[arg-type]
+    if priority is not None and not _blank(priority):
+        return parse_priority(priority)
     missing = [name for name, value in (("impact", impact), ("urgency", urgency)) if _blank(value)]
-    if missing:
+    if missing or impact is None or urgency is None:  # (missing is empty only when both are set)
         raise ValueError(
             "cannot determine priority: priority is not set and "
             + " and ".join(missing)
             + (" is" if len(missing) == 1 else " are")
             + " missing; set priority (P1-P4) or both impact and urgency (High/Medium/Low)"
         )
-    return priority_from_matrix(impact, urgency)  # type: ignore[arg-type]
+    return priority_from_matrix(impact, urgency)
 
 
 def severity_of(priority: str) -> str:

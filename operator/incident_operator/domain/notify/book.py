@@ -24,9 +24,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..common.conditions import find_condition, set_condition
-from ..common.durations import parse_duration
+from ..common.durations import duration_value
 from ..incident.timeline import DEFAULT_TIMELINE_LIMIT, append_entries, timeline_entry
-from ..common.timeutil import format_time, format_time_precise, parse_time
+from ..common.timeutil import format_time, format_time_precise, time_or_none
 
 MAX_PENDING = 50  # status.notifications.pending maxItems
 MAX_DELIVERED = 100  # status.notifications.delivered maxItems
@@ -107,14 +107,7 @@ class DeliverySettings:
 
 
 def _duration(value: Any, default: timedelta, name: str) -> timedelta:
-    if value is None:
-        return default
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    try:
-        return timedelta(seconds=parse_duration(value))
-    except ValueError as error:
-        raise ValueError(f"{name}: {error}") from None
+    return default if value is None else duration_value(value, field=name)
 
 
 def backoff(attempts: int, settings: DeliverySettings, rand: float = 0.5) -> timedelta:
@@ -182,14 +175,14 @@ def queue(notifications_status: Mapping[str, Any] | None, notifications: Iterabl
 
 def find_item(book: Mapping[str, Any], key: str) -> dict[str, Any] | None:
     for item in book.get("pending") or []:
-        if item.get("key") == key:
+        if isinstance(item, dict) and item.get("key") == key:
             return item
     return None
 
 
 def attempt_time(item: Mapping[str, Any]) -> datetime | None:
     """When the item may next be attempted (None: right away)."""
-    return _time(item.get("nextAttemptAt"))
+    return time_or_none(item.get("nextAttemptAt"))
 
 
 def is_due(item: Mapping[str, Any], now: datetime) -> bool:
@@ -211,9 +204,9 @@ def next_attempt_at(book_or_status: Mapping[str, Any] | None) -> datetime | None
         source = source.get("notifications") or {}
     times = []
     for item in source.get("pending") or []:
-        at = _time(item.get("nextAttemptAt"))
+        at = time_or_none(item.get("nextAttemptAt"))
         # Never attempted: due since it was created.
-        times.append(at or _time(item.get("createdAt")) or datetime.min.replace(tzinfo=timezone.utc))
+        times.append(at or time_or_none(item.get("createdAt")) or datetime.min.replace(tzinfo=timezone.utc))
     return min(times) if times else None
 
 
@@ -400,8 +393,3 @@ def _clip(text: str) -> str:
     return text if len(text) <= ERROR_LIMIT else text[:ERROR_LIMIT - 1] + "…"
 
 
-def _time(value: Any) -> datetime | None:
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None

@@ -1,14 +1,9 @@
 """Customer-communication drafts (status update, resolution notice, follow-up) from Jinja2 templates.
 
-Templates run in a hardened ``ImmutableSandboxedEnvironment``:
-- attribute access to internals (``''.__class__.__mro__``, ``cycler.__init__.__globals__``) and
-  mutation of values are refused by the sandbox (``SecurityError``);
-- values are only ever passed as data, never rendered as templates, so a field such as a title
-  of ``{{ 7*7 }}`` comes out literally;
-- resource limits: ``*``/``**``/``%`` that would build huge values, numeric call and filter
-  arguments above ``MAX_ARGUMENT``, output above ``MAX_OUTPUT`` characters and rendering longer
-  than ``RENDER_SECONDS`` are refused;
-- every failure is a :class:`DraftError` naming the template (and line), never a crash.
+Templates run in the operator's one template sandbox (:mod:`..common.sandbox`, limits
+``sandbox.DOCUMENT``: 20000 characters, 2 s); values are only ever passed as data, never rendered
+as templates, so a field such as a title of ``{{ 7*7 }}`` comes out literally. Every failure is a
+:class:`DraftError` naming the template (and line), never a crash.
 
 Shipped defaults live in ``incident_operator/templates/<kind>.md.j2``; a ConfigMap (operator
 config ``templates.configMap``) may override any of them under the same key.
@@ -18,30 +13,20 @@ Public (customer-facing) states use the Statuspage vocabulary, see :func:`public
 
 from __future__ import annotations
 
-import functools
-import re
-import sys
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from importlib import resources
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
-import jinja2
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
-
-from ..common.timeutil import format_time, parse_time
+from ..common import sandbox
+from ..common.timeutil import format_time, time_or_none
 
 KINDS = ("status-update", "resolution", "follow-up")
 PUBLIC_STATES = ("investigating", "identified", "monitoring", "resolved")
 PUBLIC_STATE_LABELS = {s: s.capitalize() for s in PUBLIC_STATES}
 # Statuspage impact_override from our priority.
 IMPACT = {"P1": "critical", "P2": "major", "P3": "minor", "P4": "none"}
-MAX_OUTPUT = 20_000
-MAX_ARGUMENT = 100_000
-MAX_EXPONENT = 100
-MAX_INT_BITS = 4096
-RENDER_SECONDS = 2.0
+RENDER_SECONDS = sandbox.DOCUMENT.max_seconds
 
 
 class DraftError(ValueError):
@@ -77,18 +62,12 @@ def public_state(state: str | None, spec: Mapping[str, Any] | None = None) -> st
 
 
 def _text_time(value: Any) -> str | None:
-    try:
-        moment = parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+    moment = time_or_none(value)
     return moment.strftime("%Y-%m-%d %H:%M UTC") if moment else None
 
 
 def _duration_text(start: Any, end: Any) -> str | None:
-    try:
-        a, b = parse_time(start), parse_time(end)
-    except (TypeError, ValueError):
-        return None
+    a, b = time_or_none(start), time_or_none(end)
     if not a or not b or b < a:
         return None
     minutes = int((b - a).total_seconds() // 60)
@@ -144,88 +123,7 @@ def template_context(incident: Mapping[str, Any], now: datetime) -> dict[str, An
     }
 
 
-# ----------------------------------------------------------------------------------- sandbox
-
-def _check_argument(value: Any) -> None:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT:
-        raise SecurityError(f"numeric argument {value} is larger than the template limit {MAX_ARGUMENT}")
-
-
-def _capped_filter(function: Callable[..., Any]) -> Callable[..., Any]:
-    @functools.wraps(function)  # keeps jinja's pass_context/pass_environment marks
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        for value in list(args[1:]) + list(kwargs.values()):
-            _check_argument(value)
-        return function(*args, **kwargs)
-    return wrapper
-
-
-_BIG_FORMAT = re.compile(r"\d{5,}")
-
-
-class HardenedSandbox(ImmutableSandboxedEnvironment):
-    """Jinja2's immutable sandbox plus limits against values that would exhaust memory."""
-
-    intercepted_binops = frozenset(["*", "**", "%"])
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.filters = {name: _capped_filter(function) for name, function in self.filters.items()}
-
-    def call_binop(self, context, operator, left, right):  # noqa: ANN001 - jinja's signature
-        if operator == "**" and isinstance(right, (int, float)):
-            if abs(right) > MAX_EXPONENT:
-                raise SecurityError(f"exponent {right} is larger than the template limit {MAX_EXPONENT}")
-            if isinstance(left, int) and abs(left).bit_length() * abs(right) > MAX_INT_BITS:
-                raise SecurityError("the power would be a larger number than templates may compute")
-        if operator == "*":
-            for sized, count in ((left, right), (right, left)):
-                if isinstance(sized, (str, list, tuple)) and isinstance(count, int) and \
-                        len(sized) * count > MAX_OUTPUT:
-                    raise SecurityError("repetition would exceed the template output limit")
-        if operator == "%" and isinstance(left, str) and _BIG_FORMAT.search(left):
-            raise SecurityError("format widths this large are not allowed in templates")
-        return super().call_binop(context, operator, left, right)
-
-    def call(__self, __context, __obj, *args, **kwargs):  # noqa: N805 - jinja's signature
-        for value in list(args) + list(kwargs.values()):
-            _check_argument(value)
-        return super().call(__context, __obj, *args, **kwargs)
-
-
-class _Timeout(Exception):
-    pass
-
-
-@functools.lru_cache(maxsize=1)
-def _environment() -> HardenedSandbox:
-    return HardenedSandbox(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
-                           trim_blocks=True, lstrip_blocks=True)
-
-
-def _render_limited(template: jinja2.Template, context: Mapping[str, Any], seconds: float) -> str:
-    """Renders with an output cap and a wall-clock limit enforced by a per-thread trace hook."""
-    deadline = time.monotonic() + seconds
-    previous = sys.gettrace()
-
-    def tracer(frame, event, arg):  # noqa: ANN001
-        if time.monotonic() > deadline:
-            raise _Timeout()
-        return tracer
-
-    chunks: list[str] = []
-    size = 0
-    sys.settrace(tracer)
-    try:
-        for chunk in template.generate(**context):
-            size += len(chunk)
-            if size > MAX_OUTPUT:
-                raise SecurityError(f"output is longer than {MAX_OUTPUT} characters")
-            chunks.append(chunk)
-    finally:
-        sys.settrace(previous)
-    return "".join(chunks)
-
+# ----------------------------------------------------------------------------------- rendering
 
 def default_templates() -> dict[str, str]:
     """The shipped templates, by file name (``status-update.md.j2``, ...)."""
@@ -235,25 +133,16 @@ def default_templates() -> dict[str, str]:
 
 def render_template(source: str, context: Mapping[str, Any], name: str = "<template>",
                     seconds: float = RENDER_SECONDS) -> str:
-    """Renders one template source sandboxed; raises :class:`DraftError` with a clear message."""
+    """Renders one template source in the sandbox; raises :class:`DraftError` with a clear message."""
+    limits = replace(sandbox.DOCUMENT, max_seconds=seconds)
     try:
-        template = _environment().from_string(source)
-        return _render_limited(template, context, seconds).strip() + "\n"
-    except jinja2.TemplateSyntaxError as error:
-        raise DraftError(f"{name}: syntax error at line {error.lineno}: {error.message}") from None
-    except SecurityError as error:
-        raise DraftError(f"{name}: refused by the template sandbox: {error}") from None
-    except jinja2.UndefinedError as error:
-        raise DraftError(f"{name}: {error.message} (see docs/communications.md for the fields)") from None
-    except _Timeout:
-        raise DraftError(f"{name}: rendering took longer than {seconds:g}s and was stopped") from None
-    except jinja2.TemplateError as error:
-        raise DraftError(f"{name}: template error: {error}") from None
-    except RecursionError:
-        raise DraftError(f"{name}: template recursion too deep") from None
-    except (TypeError, ValueError, ArithmeticError, LookupError, AttributeError, OverflowError,
-            MemoryError) as error:
-        raise DraftError(f"{name}: {type(error).__name__}: {error}") from None
+        return sandbox.render(source, context, limits).strip() + "\n"
+    except sandbox.TemplateError as error:
+        if error.reason == "sandbox":
+            raise DraftError(f"{name}: refused by the template sandbox: {error.message}") from None
+        if error.reason == "undefined":
+            raise DraftError(f"{name}: {error.message} (see docs/communications.md for the fields)") from None
+        raise DraftError(f"{name}: {error.message}") from None
 
 
 @dataclass

@@ -13,7 +13,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Mapping
 
-from ..common.timeutil import format_time, parse_time
+from ..common.durations import format_age
+from ..common.timeutil import format_time, time_or_none
 
 SCHEMA = "incidents.buttercream.io/handoff/v1"
 MAX_ACCOUNTS = 50
@@ -113,7 +114,7 @@ def build_packet(incident: Mapping[str, Any], notification: Mapping[str, Any], n
 
 
 def _deadline(status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    deadline = _time(status.get("responseDeadline"))
+    deadline = time_or_none(status.get("responseDeadline"))
     acknowledged = bool(status.get("acknowledgedAt"))
     result: dict[str, Any] = {
         "responseDeadline": status.get("responseDeadline"),
@@ -128,24 +129,10 @@ def _deadline(status: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         if acknowledged:
             result["timeLeft"] = "acknowledged"
         elif left >= 0:
-            result["timeLeft"] = f"{human_duration(left)} left"
+            result["timeLeft"] = f"{format_age(left)} left"
         else:
-            result["timeLeft"] = f"overdue by {human_duration(-left)}"
+            result["timeLeft"] = f"overdue by {format_age(-left)}"
     return result
-
-
-def human_duration(seconds: float) -> str:
-    seconds = int(abs(seconds))
-    if seconds < 120:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 120:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours}h"
 
 
 def notify_type(packet: Mapping[str, Any]) -> str:
@@ -197,7 +184,7 @@ def render_markdown(packet: Mapping[str, Any]) -> str:
     if where:
         lines.append("- " + " · ".join(where))
     if incident.get("description"):
-        lines += ["", _clip(incident["description"], 600)]
+        lines += ["", _clip(incident["description"], 600) or ""]
 
     evidence = packet.get("evidence")
     if evidence:
@@ -264,15 +251,10 @@ def _one_line(text: Any, limit: int) -> str:
     return _clip(" ".join(str(text).split()), limit) or ""
 
 
-def _clip(text: Any, limit: int) -> str | None:
-    if text is None:
+def _clip(value: object, limit: int) -> str | None:
+    if value is None:
         return None
-    text = str(text)
+    text = str(value)
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _time(value: Any) -> datetime | None:
-    try:
-        return parse_time(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
