@@ -9,24 +9,34 @@ from aiohttp import web
 from prometheus_client import exposition
 
 from . import metrics
-from .adapters.connections import bound_unlimited_connectors
+from .adapters.kube import KubeClient
 from .adapters.prometheus import PrometheusClient
 from .config import ConfigError, OperatorConfig
 from .handlers import escalationpolicies  # noqa: F401 - registers the EscalationPolicy handlers
-from .services.detection import SeasonalCache
+from .services.correlation import Correlator
+from .services.detection import Detection, SeasonalCache
+from .services.incident_book import IncidentBook
+from .services.incidents import IncidentService
 from .services.notifier import Notifier
 
 
 async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str, ...], liveness: str) -> None:
-    bound_unlimited_connectors()  # adapters/connections.py: kopf's session has no connection limit
+    # The one Kubernetes client of the services (adapters/kube.py: the write policy).
+    memo.kube = api = KubeClient()
+    # What the gauges and the detection engine know of every incident, kept from the watch.
+    memo.incident_book = IncidentBook()
     metrics_server = await start_metrics_server(config, memo)
     memo.prometheus = PrometheusClient(max_connections=config.max_concurrent_evaluations * 2)
-    # Bounded concurrency of rule evaluations across all rules.
-    memo.evaluation_slots = asyncio.Semaphore(config.max_concurrent_evaluations)
-    # Seasonal reference windows of baseline rules, fetched once per step (bounded LRU).
-    memo.seasonal_cache = SeasonalCache()
-    # Delivers hand-off notifications and publishes customer drafts (services/notifier.py).
-    memo.notifier = Notifier(config)
+    # Alerts and ticket spikes of one service meet here (one lock for both paths).
+    memo.correlator = Correlator(api, config)
+    memo.detection = Detection(
+        kube=api, config=config, prometheus=memo.prometheus, correlator=memo.correlator,
+        slots=asyncio.Semaphore(config.max_concurrent_evaluations),  # across all rules
+        incident_book=memo.incident_book, seasonal_cache=SeasonalCache())
+    # Delivers hand-off notifications and publishes customer drafts (services/notifier.py),
+    # driven by the incident queue of the incident service (services/incidents.py).
+    memo.notifier = Notifier(api, config)
+    memo.incidents = IncidentService(api, config.lifecycle, notifier=memo.notifier, post_event=kopf.event)
     # Alertmanager webhooks (``alertmanager.enabled``): services/alerts.py writes the incidents.
     alert_receiver = await start_alert_receiver(config, memo, namespaces)
     try:
@@ -41,8 +51,9 @@ async def run(config: OperatorConfig, memo: kopf.Memo, *, namespaces: tuple[str,
             memo=memo,
         )
     finally:
-        await memo.notifier.close()
+        await memo.incidents.queue.stop()
         await memo.prometheus.close()
+        api.close()
         await metrics_server.cleanup()
         if alert_receiver is not None:
             await alert_receiver.cleanup()
@@ -116,5 +127,5 @@ async def start_alert_receiver(config: OperatorConfig, memo: kopf.Memo,
     from .adapters.alertmanager_receiver import TokenSource, start_receiver
     from .services.alerts import AlertService
 
-    memo.alert_service = service = AlertService(settings, timeline_limit=config.timeline_limit)
-    return await start_receiver(settings, TokenSource(settings), service.handle)
+    service = AlertService(memo.kube, settings, memo.correlator, timeline_limit=config.timeline_limit)
+    return await start_receiver(settings, TokenSource(settings, read_secret=memo.kube.read_secret_key), service.handle)

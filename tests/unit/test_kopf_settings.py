@@ -44,19 +44,32 @@ def test_worker_limit_stays_unset_because_the_work_is_bounded_in_our_queues():
 
 
 def test_kopf_connections_are_bounded():
+    # kopf's own session has no limit; our login handler gives kopf a bounded session of its own,
+    # leaving every other aiohttp connector (Prometheus, the receivers) as it chose.
     import aiohttp
 
-    from incident_operator.adapters.connections import KOPF_CONNECTION_LIMIT, bound_unlimited_connectors
-
-    bound_unlimited_connectors()
+    from incident_operator.adapters.connections import KOPF_CONNECTION_LIMIT, bounded_session
 
     async def limits():
-        unlimited = aiohttp.TCPConnector(limit=0)
-        explicit = aiohttp.TCPConnector(limit=7)
+        session = bounded_session(kopf.ConnectionInfo(server="https://127.0.0.1:6443", token="t"))
+        other = aiohttp.TCPConnector(limit=0)
         try:
-            return unlimited.limit, explicit.limit
+            assert isinstance(session, kopf.AiohttpSession) and session.server == "https://127.0.0.1:6443"
+            assert session.aiohttp_session.headers["Authorization"] == "Bearer t"
+            return session.aiohttp_session.connector.limit, other.limit
         finally:
-            await unlimited.close()
-            await explicit.close()
+            await session.aiohttp_session.close()
+            await other.close()
 
-    assert asyncio.run(limits()) == (KOPF_CONNECTION_LIMIT, 7)
+    assert asyncio.run(limits()) == (KOPF_CONNECTION_LIMIT, 0)
+
+
+def test_kopf_logs_in_through_the_bounded_session():
+    from incident_operator.adapters.connections import login_with_bounded_connections
+
+    from kopf._core.intents.causes import Activity
+
+    # Our handler replaces kopf's fallback logins (they run only when no login handler is registered).
+    registry = kopf.get_default_registry()
+    logins = [h.fn for h in registry._activities.iter_handlers(activity=Activity.AUTHENTICATION)]
+    assert logins == [login_with_bounded_connections]

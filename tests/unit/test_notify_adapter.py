@@ -4,12 +4,10 @@ never carry the channel URL; plus the notifier's scheduling helpers (services/no
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from incident_operator.adapters import notify
-from incident_operator.config import OperatorConfig
 from incident_operator.services import notifier as svc
 from tests.support.receiver import Receiver
 
@@ -78,18 +76,6 @@ def test_drafts_are_stale_until_rendered_for_this_state_and_generation():
     body["metadata"]["generation"] = 3
     assert svc.drafts_stale(body)
     assert not svc.drafts_stale({"metadata": {"generation": 1}, "status": {}})  # not processed yet
-
-
-def test_next_retry_only_counts_future_attempts():
-    now = datetime(2026, 1, 5, 9, 0, tzinfo=timezone.utc)
-    service = svc.Notifier(OperatorConfig.from_dict({}), clock=lambda: now)
-    status = {"notifications": {"pending": [
-        {"key": "a", "event": "e"},  # never attempted: a worker has it now
-        {"key": "b", "event": "e", "nextAttemptAt": "2026-01-05T08:59:00.000Z"},  # overdue: being retried
-        {"key": "c", "event": "e", "nextAttemptAt": "2026-01-05T09:00:30.000Z"},
-    ]}}
-    assert service.next_retry(status) == now + timedelta(seconds=30)
-    assert service.next_retry({}) is None
 
 
 def test_drafts_configmap_name_stays_a_valid_name():

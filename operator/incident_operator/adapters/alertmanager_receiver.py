@@ -21,6 +21,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from ..domain.alerts import alertmanager as dom
+from . import kube
 
 log = logging.getLogger(__name__)
 SECRET_CACHE_SECONDS = 30.0
@@ -53,14 +54,11 @@ class TokenSource:
             now = self._clock()
             if self._cached and now - self._cached[0] < SECRET_CACHE_SECONDS:
                 return self._cached[1]
-            read = self._read_secret
-            if read is None:
-                from . import kube
-
-                read = kube.read_secret_key
+            if self._read_secret is None:
+                raise TokenUnavailable("no Secret reader configured")
             try:
-                value = (await read(ref.namespace, ref.name, ref.key)).strip()
-            except Exception as error:  # noqa: BLE001 - any failure means "cannot authenticate now"
+                value = (await self._read_secret(ref.namespace, ref.name, ref.key)).strip()
+            except kube.ApiError as error:  # any failure means "cannot authenticate now"
                 raise TokenUnavailable(f"cannot read Secret {ref.namespace}/{ref.name} key {ref.key}: "
                                        f"{type(error).__name__}") from None
             self._cached = (now, value)
@@ -116,7 +114,7 @@ def build_app(settings: dom.AlertSettings, tokens: TokenSource, handle: Handler)
             return _error(400, f"not an Alertmanager webhook notification: {error}")
         try:
             result = await handle(notification)
-        except Exception as error:  # noqa: BLE001 - Alertmanager retries a 5xx
+        except Exception as error:  # noqa: BLE001 - the request boundary: whatever failed, Alertmanager retries a 5xx
             log.exception(f"Recording the Alertmanager notification for group {notification.group_key} failed")
             return _error(503, f"could not record the notification ({type(error).__name__}); retry",
                           **{"Retry-After": "5"})

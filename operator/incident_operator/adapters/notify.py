@@ -43,15 +43,16 @@ class SendResult:
 
 # ----------------------------------------------------------------------------------- policies
 
-class _PolicyCache:
-    """EscalationPolicies per namespace, kept for a few seconds.
+class PolicyCache:
+    """EscalationPolicies per namespace, kept for a few seconds; one per operator (the notifier's).
 
     Every notification needs the policies of its namespace; listing them each time cost two LIST
     calls per notification (measured with benchmarks/incidents_scale.py). A policy edit takes
     effect within ``ttl`` seconds. Bounded: at most ``max_namespaces`` entries.
     """
 
-    def __init__(self, ttl: float = 5.0, max_namespaces: int = 256):
+    def __init__(self, api: kube.KubeApi, ttl: float = 5.0, max_namespaces: int = 256):
+        self.kube = api
         self.ttl = ttl
         self.max_namespaces = max_namespaces
         self._entries: dict[str, tuple[float, list[dict[str, Any]]]] = {}
@@ -62,7 +63,7 @@ class _PolicyCache:
         if cached is not None and loop.time() - cached[0] < self.ttl:
             return cached[1]
         try:
-            policies = await kube.list_objects(POLICIES, namespace)
+            policies = await self.kube.list_objects(POLICIES, namespace)
         except kube.NotFound:  # the EscalationPolicy CRD is not installed
             policies = []
         if len(self._entries) >= self.max_namespaces:
@@ -70,34 +71,26 @@ class _PolicyCache:
         self._entries[namespace] = (loop.time(), policies)
         return policies
 
-
-_policies = _PolicyCache()
-
-
-async def list_policies(namespace: str) -> list[dict[str, Any]]:
-    return await _policies.get(namespace)
-
-
-async def policy_candidates(namespace: str, shared_namespace: str | None) -> list[list[dict[str, Any]]]:
-    """The policies to choose from, in order: the incident's namespace, then the shared one."""
-    try:
-        lists = [await list_policies(namespace)]
-        if shared_namespace and shared_namespace != namespace:
-            lists.append(await list_policies(shared_namespace))
-    except Exception as error:  # noqa: BLE001 - an API problem is recorded and retried
-        raise ChannelError(f"cannot list EscalationPolicies: {_api_reason(error)}") from None
-    return lists
+    async def candidates(self, namespace: str, shared_namespace: str | None) -> list[list[dict[str, Any]]]:
+        """The policies to choose from, in order: the incident's namespace, then the shared one."""
+        try:
+            lists = [await self.get(namespace)]
+            if shared_namespace and shared_namespace != namespace:
+                lists.append(await self.get(shared_namespace))
+        except kube.ApiError as error:  # recorded on the incident and retried
+            raise ChannelError(f"cannot list EscalationPolicies: {_api_reason(error)}") from None
+        return lists
 
 
-async def channel_url(namespace: str, secret_name: str, key: str) -> str:
+async def channel_url(api: kube.KubeApi, namespace: str, secret_name: str, key: str) -> str:
     """The Apprise URL in Secret ``namespace/secret_name`` under ``key``."""
     if not secret_name or not key:
         raise ChannelError("the channel has no secretRef name and key")
     try:
-        value = await kube.read_secret_key(namespace, secret_name, key)
+        value = await api.read_secret_key(namespace, secret_name, key)
     except kube.NotFound:
         raise ChannelError(f"Secret {namespace}/{secret_name} or its key {key!r} does not exist") from None
-    except Exception as error:  # noqa: BLE001
+    except kube.ApiError as error:
         raise ChannelError(f"cannot read Secret {namespace}/{secret_name}: {_api_reason(error)}") from None
     value = value.strip()
     if not value:
@@ -117,7 +110,7 @@ def validate_url(url: str) -> str | None:
     """None when ``url`` is a usable Apprise URL, else a safe explanation."""
     try:
         plugin = apprise.Apprise.instantiate(url)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:  # noqa: BLE001 - Apprise parses an untrusted URL; any failure means "unusable"
         return redact(f"not a usable Apprise URL ({type(error).__name__}: {error})", url)
     if plugin is None:
         scheme = url.split("://", 1)[0] if "://" in url else ""
@@ -127,7 +120,7 @@ def validate_url(url: str) -> str | None:
     return None
 
 
-async def check_policy(policy: Mapping[str, Any]) -> tuple[list[str], int]:
+async def check_policy(api: kube.KubeApi, policy: Mapping[str, Any]) -> tuple[list[str], int]:
     """Problems with a policy's channels (missing Secrets, invalid URLs) and the channel count."""
     namespace = (policy.get("metadata") or {}).get("namespace") or ""
     problems: list[str] = []
@@ -138,7 +131,7 @@ async def check_policy(policy: Mapping[str, Any]) -> tuple[list[str], int]:
             ref = channel.get("secretRef") or {}
             where = f"level {number} channel {channel.get('name')!r}"
             try:
-                url = await channel_url(namespace, str(ref.get("name") or ""), str(ref.get("key") or ""))
+                url = await channel_url(api, namespace, str(ref.get("name") or ""), str(ref.get("key") or ""))
             except ChannelError as error:
                 problems.append(f"{where}: {error}")
                 continue
@@ -209,7 +202,7 @@ def send_sync(url: str, title: str, body: str, notify_type: str, packet: Mapping
             messages = [entry.message for entry in logs() if getattr(entry, "level", "") in ("WARNING", "ERROR")]
         detail = " ".join(dict.fromkeys(messages)) or "the service did not accept the notification"
         return SendResult(False, redact(f"{plugin.service_name}: {detail}", url))
-    except Exception as error:  # noqa: BLE001 - reported on the incident, never raised
+    except Exception as error:  # noqa: BLE001 - any plugin's failure is reported on the incident, never raised
         return SendResult(False, redact(f"{type(error).__name__}: {error}", url))
 
 

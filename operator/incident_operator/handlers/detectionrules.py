@@ -14,11 +14,11 @@ from typing import Any
 import kopf
 
 from ..adapters import kube
+from .retries import api_failures_for_kopf
 from .waiting import sleep_until_woken
 from ..domain.detection import rules as dom
-from ..domain.common.conditions import set_condition
-from ..domain.common.status import status_patch
 from ..services import detection as engine
+from ..services.status import write_ready
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.RULES
 
@@ -31,19 +31,9 @@ def _validate(body: dict[str, Any]) -> tuple[dom.RuleSpec | None, str | None]:
         return None, str(error)
 
 
-async def _write_invalid(body: dict[str, Any], message: str) -> None:
-    now = datetime.now(timezone.utc)
-    generation = body["metadata"].get("generation")
-    status = dict(body.get("status") or {})
-    conditions = set_condition(status.get("conditions"), "Ready", False, "Invalid", message, now, generation)
-    new = {**status, "conditions": conditions, "observedGeneration": generation}
-    patch = status_patch(status, new)
-    if patch:
-        meta = body["metadata"]
-        try:
-            await kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch, None)
-        except kube.NotFound:
-            return
+async def _write_invalid(api: kube.KubeApi, body: dict[str, Any], message: str) -> None:
+    written = await write_ready(api, PLURAL, body, False, "Invalid", message, datetime.now(timezone.utc))
+    if written is not None and written.wrote:
         kopf.event(body, type="Warning", reason="Invalid", message=message)
 
 
@@ -54,7 +44,8 @@ async def rule_changed(body, memo, logger, **_) -> None:
     rule, problem = _validate(dict(body))
     if problem:
         logger.warning(f"DetectionRule is invalid: {problem}")
-        await _write_invalid(dict(body), problem)
+        with api_failures_for_kopf():
+            await _write_invalid(memo.kube, dict(body), problem)
     wakeup = memo.get("wakeup")
     if wakeup is not None:
         wakeup.set()
@@ -82,19 +73,20 @@ async def evaluator(body, memo, stopped, logger, **_) -> None:
         wakeup.clear()
         if stopped:
             return
+    api: kube.KubeApi = memo.kube
     while not stopped:
-        if current is None:
-            current = await kube.get_object(PLURAL, meta["namespace"], meta["name"])
+        with api_failures_for_kopf():  # kopf restarts the daemon after the error's delay
             if current is None:
-                return
-        rule, problem = _validate(current)
-        delay: float | None
-        if rule is None:
-            await _write_invalid(current, problem or "invalid rule")
-            delay = None  # wait for a fix (the update handler wakes us)
-        else:
-            result = await engine.evaluate_rule(current, rule, memo.config, memo.prometheus, memo.get("incident_book"),
-                                                 memo.evaluation_slots, memo.get("seasonal_cache"))
+                current = await api.get_object(PLURAL, meta["namespace"], meta["name"])
+                if current is None:
+                    return
+            rule, problem = _validate(current)
+            if rule is None:
+                await _write_invalid(api, current, problem or "invalid rule")
+            else:
+                result = await engine.evaluate_rule(current, rule, memo.detection)
+        delay: float | None = None  # an invalid rule waits for a fix (the update handler wakes us)
+        if rule is not None:
             if result.rule_body is None:
                 current = None  # lost a race or the spec changed: re-read and evaluate again now
                 continue

@@ -13,18 +13,16 @@ from typing import Any
 import kopf
 
 from ..adapters import kube, notify
-from ..domain.common.conditions import set_condition
-from ..domain.common.status import status_patch
+from ..services.status import write_ready
+from .retries import api_failures_for_kopf
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, notify.POLICIES
 RECHECK_SECONDS = 300
 
 
-async def check(body: dict[str, Any], logger) -> None:
+async def check(api: kube.KubeApi, body: dict[str, Any], logger) -> None:
     meta = body["metadata"]
-    status = dict(body.get("status") or {})
-    generation = meta.get("generation")
-    problems, channels = await notify.check_policy(body)
+    problems, channels = await notify.check_policy(api, body)
     levels = len((body.get("spec") or {}).get("levels") or [])
     if problems:
         message = f"{len(problems)} of {channels} channel(s) cannot be used: " + "; ".join(problems)
@@ -33,29 +31,19 @@ async def check(body: dict[str, Any], logger) -> None:
     else:
         message = f"{levels} level(s), {channels} channel(s); every Secret holds a valid Apprise URL"
         reason = "Valid"
-    new = dict(status)
-    new.update({
-        "observedGeneration": generation,
-        "levels": levels,
-        "channels": channels,
-        "conditions": set_condition(status.get("conditions"), "Ready", not problems, reason, message,
-                                    datetime.now(timezone.utc), generation),
-    })
-    patch = status_patch(status, new)
-    if patch:
-        try:
-            await kube.patch_status(PLURAL, meta["namespace"], meta["name"], patch, None)
-        except kube.NotFound:
-            pass
+    await write_ready(api, PLURAL, body, not problems, reason, message, datetime.now(timezone.utc),
+                      levels=levels, channels=channels)
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
-async def policy_changed(body, logger, **_) -> None:
-    await check(dict(body), logger)
+async def policy_changed(body, memo, logger, **_) -> None:
+    with api_failures_for_kopf():
+        await check(memo.kube, dict(body), logger)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RECHECK_SECONDS, initial_delay=RECHECK_SECONDS, idle=None)
-async def policy_recheck(body, logger, **_) -> None:
-    await check(dict(body), logger)
+async def policy_recheck(body, memo, logger, **_) -> None:
+    with api_failures_for_kopf():
+        await check(memo.kube, dict(body), logger)

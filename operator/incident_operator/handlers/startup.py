@@ -9,7 +9,12 @@ import logging
 
 import kopf
 
+from ..adapters.connections import login_with_bounded_connections
+
 PREFIX = "incidents.buttercream.io"
+
+# kopf's own API session with a bounded connection pool (adapters/connections.py says why).
+kopf.on.login(id="bounded-connections")(login_with_bounded_connections)
 
 
 @kopf.on.startup()
@@ -27,16 +32,16 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **
     if not memo.get("peering"):
         settings.peering.standalone = True
     else:
-        from ..adapters.kube import NotFound, ensure_peering
+        from ..adapters.kube import NotFound
 
         try:
-            await ensure_peering(memo.peering, tuple(memo.get("namespaces") or ()))
+            await memo.kube.ensure_peering(memo.peering, tuple(memo.get("namespaces") or ()))
         except NotFound:
             raise kopf.PermanentError(f"--peering {memo.peering}: kopf's peering CRDs (kopf.dev) are not "
                                       "installed; the chart installs them with peering.enabled") from None
     # settings.queueing.worker_limit stays unset: kopf's per-object workers only hand events to our
     # queues (Incidents: services/incident_queue.py) or spawn a rule's daemon, so they are short;
-    # the work itself is bounded there, and connections in runtime.py.
+    # the work itself is bounded there, and connections in adapters/connections.py.
     # A hopeless object must not be retried forever at full speed.
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     # The watch-inactivity timeout added in kopf 1.44 (nolar/kopf#1120, #1267) stays at

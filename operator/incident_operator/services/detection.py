@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+import re
 import time
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .. import metrics
 from ..adapters import kube
@@ -30,8 +31,9 @@ from ..domain.common.conditions import set_condition
 from ..domain.common.status import status_patch
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
 from ..domain.common.timeutil import format_time, format_time_precise, utcnow
-from . import alerts as correlation
+from .correlation import Correlator
 from .incident_book import IncidentBook, detected_summary
+from .status import with_ready
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
@@ -48,7 +50,24 @@ class EvaluationResult:
     error: PrometheusError | None = None
 
 
-async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> Endpoint:
+@dataclass
+class Detection:
+    """What rule evaluations use, built once by the app and shared by every rule's daemon."""
+
+    kube: kube.KubeApi
+    config: OperatorConfig
+    prometheus: PrometheusClient
+    # Serialises opening incidents with the Alertmanager path (services/correlation.py).
+    correlator: Correlator
+    # Bounded concurrency of rule evaluations across all rules.
+    slots: asyncio.Semaphore
+    incident_book: IncidentBook | None = None
+    # Seasonal reference windows of baseline rules, fetched once per step (bounded LRU).
+    seasonal_cache: "SeasonalCache | None" = field(default_factory=lambda: SeasonalCache())
+    clock: Callable[[], datetime] = utcnow
+
+
+async def endpoint_for(api: kube.KubeApi, rule_body: Mapping[str, Any], config: OperatorConfig) -> Endpoint:
     override = dict((rule_body.get("spec") or {}).get("prometheus") or {})
     token = None
     if config.prometheus.bearer_token_file:
@@ -57,8 +76,8 @@ async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> 
     ref = override.get("bearerTokenSecretRef")
     if ref:
         try:
-            token = (await kube.read_secret_key(rule_body["metadata"]["namespace"], ref["name"], ref["key"])).strip()
-        except (kube.NotFound, Exception) as error:  # noqa: BLE001 - reported as a degraded rule
+            token = (await api.read_secret_key(rule_body["metadata"]["namespace"], ref["name"], ref["key"])).strip()
+        except kube.ApiError as error:  # reported as a degraded rule
             raise PrometheusError("Unavailable", f"cannot read bearer token Secret {ref['name']}/{ref['key']}: "
                                                  f"{type(error).__name__}") from None
     timeout = config.prometheus.timeout_seconds
@@ -74,7 +93,8 @@ async def endpoint_for(rule_body: Mapping[str, Any], config: OperatorConfig) -> 
     )
 
 
-async def incidents_view(book: "IncidentBook | None", namespace: str, names: set[str]) -> dict[str, dom.IncidentView]:
+async def incidents_view(api: kube.KubeApi, book: "IncidentBook | None", namespace: str,
+                         names: set[str]) -> dict[str, dom.IncidentView]:
     """What the rule's incidents are now: from the incident book (no API call), or read from the API
     for the few the book does not know yet (the operator's first seconds, while the re-list is
     still arriving)."""
@@ -82,7 +102,7 @@ async def incidents_view(book: "IncidentBook | None", namespace: str, names: set
     for name in sorted(names):
         summary = book.detected(namespace, name) if book is not None else None
         if summary is None and (book is None or not book.knows(namespace, name)):
-            body = await kube.get_object(kube.INCIDENTS, namespace, name)
+            body = await api.get_object(kube.INCIDENTS, namespace, name)
             if body is None or dom.RULE_LABEL not in ((body.get("metadata") or {}).get("labels") or {}):
                 continue  # as the book would say: gone, or not an incident a rule opened
             summary = detected_summary(body.get("spec"), body.get("status"))
@@ -91,18 +111,23 @@ async def incidents_view(book: "IncidentBook | None", namespace: str, names: set
     return views
 
 
-async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: OperatorConfig,
-                        prometheus: PrometheusClient, incident_book: "IncidentBook | None",
-                        semaphore: asyncio.Semaphore, seasonal_cache: "SeasonalCache | None" = None) -> EvaluationResult:
+async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection: Detection) -> EvaluationResult:
+    """Evaluates the rule once, carries out the plan and writes the rule's status.
+
+    ``rule_body`` None in the result: the rule changed meanwhile (a rival evaluated it, or its spec
+    changed); the caller re-reads it and evaluates again.
+    """
+    api, config, prometheus = detection.kube, detection.config, detection.prometheus
+    semaphore, seasonal_cache = detection.slots, detection.seasonal_cache
     began = time.monotonic()
-    now_dt = utcnow()
+    now_dt = detection.clock()
     now = now_dt.timestamp()
     error: PrometheusError | None = None
     samples: list[tuple[dict[str, str], float]] = []
     histories: dict[str, list[tuple[float, float]]] = {}
     seasonals: dict[str, list[list[float]]] = {}
     try:
-        endpoint = await endpoint_for(rule_body, config)
+        endpoint = await endpoint_for(api, rule_body, config)
         async with semaphore:
             points = rule.fetched_history_points
             step = rule.step_s
@@ -132,17 +157,18 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     if error is not None:
         status["lastError"] = str(error)[:2000]
         reason = "PrometheusUnavailable" if error.reason in ("Unavailable", "Timeout") else "QueryFailed"
-        conditions = set_condition(conditions, "Degraded", True, reason, str(error)[:2000], now_dt, generation)
-        conditions = set_condition(conditions, "Ready", False, reason,
-                                   "Evaluation failed; no incident is opened from a failed query", now_dt, generation)
-        status["conditions"] = conditions
-        return EvaluationResult(await _write_rule_status(rule_body, status), duration, error)
+        status["conditions"] = set_condition(conditions, "Degraded", True, reason, str(error)[:2000], now_dt,
+                                             generation)
+        status = with_ready(status, generation, False, reason,
+                            "Evaluation failed; no incident is opened from a failed query", now_dt)
+        return EvaluationResult(await _write_rule_status(api, rule_body, status), duration, error)
 
     previous_groups = list(status.get("groups") or [])
     names = {g.get("incident") for g in previous_groups if g.get("incident")}
     plan = dom.plan_evaluation(rule, previous_groups, samples, histories,
-                               await incidents_view(incident_book, rule.namespace, names), now, seasonals)
-    dry_run_entries = await _carry_out(rule_body, rule, plan, config, incident_book, now)
+                               await incidents_view(api, detection.incident_book, rule.namespace, names), now,
+                               seasonals)
+    dry_run_entries = await _carry_out(detection, rule_body, rule, plan, now)
 
     status["groups"] = plan.groups
     status["firingCount"] = plan.firing
@@ -151,19 +177,18 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, config: O
     if dry_run_entries:
         would = list((status.get("dryRun") or {}).get("wouldOpen") or []) + dry_run_entries
         status["dryRun"] = {"wouldOpen": would[-dom.MAX_DRY_RUN:]}
-    conditions = set_condition(conditions, "Degraded", False, "Healthy", "The last evaluation succeeded",
-                               now_dt, generation)
-    conditions = set_condition(conditions, "Ready", True, "Evaluating",
-                               f"{'DryRun: ' if rule.dry_run else ''}{len(samples)} group(s) evaluated, "
-                               f"{plan.firing} firing", now_dt, generation)
-    status["conditions"] = conditions
+    status["conditions"] = set_condition(conditions, "Degraded", False, "Healthy", "The last evaluation succeeded",
+                                         now_dt, generation)
+    status = with_ready(status, generation, True, "Evaluating",
+                        f"{'DryRun: ' if rule.dry_run else ''}{len(samples)} group(s) evaluated, "
+                        f"{plan.firing} firing", now_dt)
     metrics.rule_succeeded(now)
-    return EvaluationResult(await _write_rule_status(rule_body, status), duration)
+    return EvaluationResult(await _write_rule_status(api, rule_body, status), duration)
 
 
 class SeasonalCache:
     """Seasonal reference windows (same time of day, previous days) change once per step: fetch them
-    once per step and rule, not at every evaluation. Bounded LRU, held in the operator's memo."""
+    once per step and rule, not at every evaluation. Bounded LRU, held by the app (services.detection.Detection)."""
 
     def __init__(self, max_entries: int = 4096):
         self._entries: "OrderedDict[tuple, dict[str, list[list[float]]]]" = OrderedDict()
@@ -207,19 +232,32 @@ async def _seasonal_samples(rule: dom.RuleSpec, rule_body: Mapping[str, Any], en
     return result
 
 
-async def _write_rule_status(rule_body: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
+async def _write_rule_status(api: kube.KubeApi, rule_body: dict[str, Any],
+                             status: dict[str, Any]) -> dict[str, Any] | None:
+    """Writes the evaluation's status; None when the rule changed since it was read.
+
+    The status holds the episode states this evaluation planned from the rule as read: on a newer
+    version (a rival evaluated, or the spec changed) it would be wrong, so nothing is written and
+    the caller evaluates again from the rule as it is now.
+    """
     meta = rule_body["metadata"]
-    patch = status_patch(rule_body.get("status") or {}, {k: v for k, v in status.items() if v is not None})
-    try:
-        return await kube.patch_status(kube.RULES, meta["namespace"], meta["name"], patch, meta.get("resourceVersion"))
-    except kube.Conflict:
-        return None  # someone else evaluated or edited meanwhile: the caller re-reads and tries again
-    except kube.NotFound:
+    version = meta.get("resourceVersion")
+    wanted = {k: v for k, v in status.items() if v is not None}
+
+    def compute(current: dict[str, Any]) -> dict[str, Any] | None:
+        if current["metadata"].get("resourceVersion") != version:
+            return None
+        return status_patch(current.get("status") or {}, wanted) or None
+
+    written = await api.write_status(kube.RULES, meta["namespace"], meta["name"], compute, body=rule_body)
+    if written is None or (not written.wrote and written.body["metadata"].get("resourceVersion") != version):
         return None
+    return written.body
 
 
-async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: OperatorConfig,
-                     incident_book: "IncidentBook | None", now: float) -> list[dict[str, Any]]:
+async def _carry_out(detection: Detection, rule_body: dict[str, Any], rule: dom.RuleSpec, plan: dom.Plan,
+                     now: float) -> list[dict[str, Any]]:
+    api, config = detection.kube, detection.config
     dry_run: list[dict[str, Any]] = []
     graph_base = ((rule_body.get("spec") or {}).get("prometheus") or {}).get("graphURL") \
         or config.prometheus.external_url or ((rule_body.get("spec") or {}).get("prometheus") or {}).get("url") \
@@ -231,7 +269,7 @@ async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: Oper
                                 "name": action.incident, "title": action.title, "priority": action.priority,
                                 "labels": action.labels, "value": action.value})
             elif action.kind == "open":
-                opened = await _open_incident(rule_body, rule, action, graph_base, now, config)
+                opened = await _open_incident(detection, rule, action, graph_base, now)
                 if opened != action.incident:  # joined an alert incident, or continued the episode count
                     for group in plan.groups:
                         if group.get("fingerprint") == action.fingerprint:
@@ -240,9 +278,9 @@ async def _carry_out(rule_body, rule: dom.RuleSpec, plan: dom.Plan, config: Oper
                             if episode and opened.startswith(action.incident.rsplit("-", 1)[0]):
                                 group["episodeState"] = {**group["episodeState"], "episode": episode}
             elif action.kind == "reopen":
-                await _reopen_incident(rule, action, graph_base, now)
-            elif action.kind == "update" and _needs_refresh(incident_book, rule.namespace, action, now):
-                await _update_signal(rule, action, graph_base, now)
+                await _reopen_incident(api, rule, action, graph_base, now)
+            elif action.kind == "update" and _needs_refresh(detection.incident_book, rule.namespace, action, now):
+                await _update_signal(api, rule, action, graph_base, now)
         except kube.NotFound:
             log.info(f"Incident {rule.namespace}/{action.incident} is gone; not updating it")
     return dry_run
@@ -257,8 +295,8 @@ def _needs_refresh(book: "IncidentBook | None", namespace: str, action: dom.Acti
     return summary.last_seen is None or now - summary.last_seen >= SIGNAL_REFRESH_SECONDS
 
 
-async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float,
-                         config: OperatorConfig | None = None) -> str:
+async def _open_incident(detection: Detection, rule: dom.RuleSpec, action: dom.Action, graph_base: str,
+                         now: float) -> str:
     """Opens the spike's incident (create-or-get); returns its name, or the alert incident it joined."""
     spec: dict[str, Any] = {
         "title": action.title or f"Spike in {rule.name}",
@@ -292,28 +330,29 @@ async def _open_incident(rule_body, rule: dom.RuleSpec, action: dom.Action, grap
         "spec": spec,
     }
     signal = dom.signal_status(rule, action, graph_base, now)
-    async with correlation.WRITE_LOCK:  # an alert for the same service arriving now cannot open a second one
-        if config is not None:
-            moment = datetime.fromtimestamp(now, timezone.utc)
-            joined = await correlation.join_ticket_spike(
-                config, rule.namespace, rule.name, action.fingerprint, spec.get("service") or "", signal,
-                action.priority, datetime.fromtimestamp(action.started_at, timezone.utc), moment)
-            if joined is not None:
-                log.info(f"Spike of {rule.namespace}/{rule.name} {action.labels} joined incident {joined}")
-                return joined
-        created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
+    api = detection.kube
+    # An alert for the same service arriving now cannot open a second incident (services/correlation.py).
+    async with detection.correlator.lock:
+        joined = await detection.correlator.join_ticket_spike(
+            rule.namespace, rule.name, action.fingerprint, spec.get("service") or "", signal,
+            action.priority, datetime.fromtimestamp(action.started_at, timezone.utc),
+            datetime.fromtimestamp(now, timezone.utc))
+        if joined is not None:
+            log.info(f"Spike of {rule.namespace}/{rule.name} {action.labels} joined incident {joined}")
+            return joined
+        created, is_new = await api.create_or_get(kube.INCIDENTS, rule.namespace, body)
         if not is_new and _from_an_earlier_episode(created, action):
             # The group's state was dropped from the rule's status (its windows had long passed), so
             # its episode count restarted and the name is taken by an old incident: continue the count.
-            taken = await kube.list_objects(kube.INCIDENTS, rule.namespace,
-                                            f"{dom.FINGERPRINT_LABEL}={action.fingerprint}")
+            taken = await api.list_objects(kube.INCIDENTS, rule.namespace,
+                                           f"{dom.FINGERPRINT_LABEL}={action.fingerprint}")
             episode = max([dom.episode_of(i["metadata"]["name"]) for i in taken] + [0]) + 1
             body["metadata"]["name"] = dom.incident_name(rule.name, action.fingerprint, episode)
-            created, is_new = await kube.create_or_get(kube.INCIDENTS, rule.namespace, body)
+            created, is_new = await api.create_or_get(kube.INCIDENTS, rule.namespace, body)
     name = created["metadata"]["name"]
     if is_new:
         log.info(f"Opened incident {rule.namespace}/{name} for {action.labels} (value {action.value:g})")
-    await _write_signal(created, signal)
+    await _write_signal(api, created, lambda _: signal)
     return name
 
 
@@ -324,67 +363,76 @@ def _from_an_earlier_episode(existing: Mapping[str, Any], action: dom.Action) ->
     return (existing.get("spec") or {}).get("state") in ("Resolved", "Closed")
 
 
-async def _reopen_incident(rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
-    current = await kube.get_object(kube.INCIDENTS, rule.namespace, action.incident)
-    if current is None:
+async def _reopen_incident(api: kube.KubeApi, rule: dom.RuleSpec, action: dom.Action, graph_base: str,
+                           now: float) -> None:
+    def reopen(current: dict[str, Any]) -> dict[str, Any] | None:
+        if (current.get("spec") or {}).get("state") in ("Resolved", "Mitigated"):
+            return {"spec": {"state": "Investigating"}}
+        return None
+
+    written = await api.write(kube.INCIDENTS, rule.namespace, action.incident, reopen)
+    if written is None:
         raise kube.NotFound(action.incident)
-    if (current.get("spec") or {}).get("state") in ("Resolved", "Mitigated"):
-        await kube.patch_spec(kube.INCIDENTS, rule.namespace, action.incident, {"state": "Investigating"})
+    if written.wrote:
         log.info(f"Reopened incident {rule.namespace}/{action.incident}: the signal relapsed")
-    await _update_signal(rule, action, graph_base, now)
+    await _update_signal(api, rule, action, graph_base, now, body=written.body)
 
 
-async def _update_signal(rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float) -> None:
-    current = await kube.get_object(kube.INCIDENTS, rule.namespace, action.incident)
-    if current is None:
-        raise kube.NotFound(action.incident)
-    signal = dict((current.get("status") or {}).get("signal") or {})
+async def _update_signal(api: kube.KubeApi, rule: dom.RuleSpec, action: dom.Action, graph_base: str, now: float,
+                         *, body: dict[str, Any] | None = None) -> None:
     fresh = dom.signal_status(rule, action, graph_base, now)
-    fresh["peak"] = max(float(signal.get("peak") or 0.0), fresh["peak"])
-    fresh["firstSeen"] = signal.get("firstSeen") or fresh["firstSeen"]
-    if signal.get("previousIncident"):
-        fresh["previousIncident"] = signal["previousIncident"]
-    await _write_signal(current, {**signal, **fresh})
-    await _raise_priority(rule, current, fresh["peak"])
+
+    def refreshed(current: dict[str, Any]) -> dict[str, Any]:
+        signal = dict((current.get("status") or {}).get("signal") or {})
+        new = dict(fresh)
+        new["peak"] = max(float(signal.get("peak") or 0.0), fresh["peak"])
+        new["firstSeen"] = signal.get("firstSeen") or fresh["firstSeen"]
+        if signal.get("previousIncident"):
+            new["previousIncident"] = signal["previousIncident"]
+        return {**signal, **new}
+
+    if body is None:
+        body = await api.get_object(kube.INCIDENTS, rule.namespace, action.incident)
+        if body is None:
+            raise kube.NotFound(action.incident)
+    written = await _write_signal(api, body, refreshed)
+    peak = float((((written.get("status") or {}).get("signal") or {}).get("peak")) or fresh["peak"])
+    await _raise_priority(api, rule, written, peak)
 
 
-async def _raise_priority(rule: dom.RuleSpec, incident: dict[str, Any], peak: float) -> None:
+async def _raise_priority(api: kube.KubeApi, rule: dom.RuleSpec, incident: dict[str, Any], peak: float) -> None:
     """Moves the incident into a higher priority band as the spike grows, unless a person set it."""
-    meta = incident["metadata"]
-    incident = await kube.get_object(kube.INCIDENTS, meta["namespace"], meta["name"]) or incident
-    meta = incident["metadata"]
-    set_by_rule = (meta.get("annotations") or {}).get(RULE_PRIORITY_ANNOTATION)
-    current = (incident.get("spec") or {}).get("priority")
     wanted = dom.priority_for(rule, peak)
-    if not set_by_rule or current != set_by_rule or PRIORITY_ORDER.get(wanted, 9) >= PRIORITY_ORDER.get(current, 9):
-        return
-    body = {"metadata": {"annotations": {RULE_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
-    try:
-        await kube.patch_object(kube.INCIDENTS, meta["namespace"], meta["name"], body,
-                                meta.get("resourceVersion"))
-        log.info(f"Raised {meta['namespace']}/{meta['name']} to {wanted}: the signal peaked at {peak:g}")
-    except kube.Conflict:
-        pass  # changed meanwhile; the next evaluation looks again
 
+    def raised(current: dict[str, Any]) -> dict[str, Any] | None:
+        set_by_rule = ((current.get("metadata") or {}).get("annotations") or {}).get(RULE_PRIORITY_ANNOTATION)
+        priority = (current.get("spec") or {}).get("priority")
+        if not set_by_rule or priority != set_by_rule or PRIORITY_ORDER.get(wanted, 9) >= PRIORITY_ORDER.get(priority, 9):
+            return None
+        return {"metadata": {"annotations": {RULE_PRIORITY_ANNOTATION: wanted}}, "spec": {"priority": wanted}}
 
-async def _write_signal(incident: dict[str, Any], signal: dict[str, Any]) -> None:
     meta = incident["metadata"]
-    for _ in range(8):
-        if (incident.get("status") or {}).get("signal") == signal:
-            return
-        try:
-            await kube.patch_status(kube.INCIDENTS, meta["namespace"], meta["name"], {"signal": signal},
-                                    incident["metadata"].get("resourceVersion"))
-            return
-        except kube.Conflict:
-            incident = await kube.get_object(kube.INCIDENTS, meta["namespace"], meta["name"])
-            if incident is None:
-                raise kube.NotFound(meta["name"])
+    written = await api.write(kube.INCIDENTS, meta["namespace"], meta["name"], raised, body=incident)
+    if written is not None and written.wrote:
+        log.info(f"Raised {meta['namespace']}/{meta['name']} to {wanted}: the signal peaked at {peak:g}")
+
+
+async def _write_signal(api: kube.KubeApi, incident: dict[str, Any],
+                        signal_of: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """Writes ``status.signal`` (as ``signal_of`` the incident as it is) unless it already holds it."""
+
+    def compute(current: dict[str, Any]) -> dict[str, Any] | None:
+        signal = signal_of(current)
+        return None if (current.get("status") or {}).get("signal") == signal else {"signal": signal}
+
+    meta = incident["metadata"]
+    written = await api.write_status(kube.INCIDENTS, meta["namespace"], meta["name"], compute, body=incident)
+    if written is None:
+        raise kube.NotFound(meta["name"])
+    return written.body
 
 
 def _label_safe(value: str) -> str:
-    import re
-
     cleaned = re.sub(r"[^a-z0-9_.-]", "-", value.lower()).strip("-._")[:63]
     return cleaned.strip("-._") or "unknown"
 

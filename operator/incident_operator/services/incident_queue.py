@@ -17,7 +17,9 @@ Semantics, as client-go's delaying work queue:
   again right after, and the due time that processing returned is discarded: it was computed
   from a state older than the offer. So a stale result can never cancel a newer deadline.
 - a processing call that raises is retried with a growing delay (1 s .. 60 s), the key's other
-  work unaffected; one bad object never stops the others.
+  work unaffected; one bad object never stops the others. An exception with a ``due`` attribute
+  (an epoch second: the key's own next due time, known before the failure) is retried at that
+  time instead when it is earlier.
 - ``forget(key)``: the object is gone; drop its entry (a run in progress finishes, its result is
   ignored).
 
@@ -170,6 +172,9 @@ class IncidentQueue:
             log.warning(f"Processing incident {key} failed ({type(error).__name__}: {error}); "
                         f"retrying in {delay:g}s")
             next_due = self._clock() + delay
+            own_due = getattr(error, "due", None)
+            if own_due is not None and own_due < next_due:
+                next_due = own_due
         finally:
             self._slots.release()
             entry.running = False

@@ -1,9 +1,10 @@
 """The notifier: delivers queued hand-off notifications and publishes customer drafts.
 
-Installed as ``memo.notifier`` by runtime.py. The Incident handlers call :meth:`Notifier.enqueue`
-after a status write that queued notifications and :meth:`Notifier.kick` whenever the object
-still has work (also after a restart, when the re-list passes every incident through the incident
-queue); the queue also wakes the incident at :meth:`Notifier.next_retry`. Each incident with work gets one worker task that:
+Driven by the incident queue (services/incidents.py): each time the queue processes an incident,
+after the lifecycle sync, it calls :meth:`Notifier.deliver_due` with the incident as written, and
+takes the returned next due time into the incident's due time. The notifier has no tasks, events
+or timers of its own: the queue's one timer wakes the incident when a retry falls due, and the
+re-list after a restart passes every incident through the queue. One pass:
 
 1. publishes the drafts (``<name>-drafts`` ConfigMap owned by the incident, ``status.drafts``)
    when the incident's state or generation changed since they were last rendered;
@@ -11,11 +12,12 @@ queue); the queue also wakes the incident at :meth:`Notifier.next_retry`. Each i
    claims the item with a conditional write (attempts + 1), sends the hand-off packet to the
    channels of the target level(s) not yet in ``sentTo``, and records the result with a
    conditional write (delivered, or the redacted error and the next attempt time);
-3. sleeps until the next retry is due, or exits when nothing is pending.
+3. returns when to look again (the earliest next attempt), or None when nothing is pending.
 
-Every decision is in domain/notify/book.py; everything the worker knows is re-read from the
-incident, so a SIGKILL at any point loses nothing and repeats nothing that was recorded.
-Nothing here raises into the lifecycle: failures become status, timeline entries and logs.
+Every decision is in domain/notify/book.py; everything a pass knows is read from the incident and
+every write goes through the write policy (adapters/kube.py), so a SIGKILL at any point loses
+nothing and repeats nothing that was recorded. A failed send becomes status, a timeline entry and
+a log line; only an API failure raises (the queue retries the incident).
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import json
 import logging
 import os
 import random
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -39,7 +42,9 @@ from ..domain.common.timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
 INCIDENTS = kube.INCIDENTS
-MAX_CONFLICT_RETRIES = 8
+# A pass that leaves an item due (it could not be claimed: a rival holds it) looks again after
+# this, rather than at once: the rival records it or its claim expires.
+MIN_REPASS = timedelta(seconds=1)
 DRAFTS_SUFFIX = "-drafts"
 INCIDENT_LABEL = "incidents.buttercream.io/incident"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -77,92 +82,47 @@ def has_work(body: Mapping[str, Any]) -> bool:
     return bool((status.get("notifications") or {}).get("pending")) or drafts_stale(body)
 
 
+@dataclass(frozen=True)
+class Pass:
+    """What one :meth:`Notifier.deliver_due` pass leaves: the incident as last written or read
+    (None: it is gone) and when the notifier next needs it (None: nothing pending)."""
+
+    body: dict[str, Any] | None
+    next_due: datetime | None
+
+
 class Notifier:
-    def __init__(self, config: OperatorConfig, *, clock: Callable[[], datetime] = utcnow,
-                 rand: Callable[[], float] = random.random):
+    def __init__(self, api: kube.KubeApi, config: OperatorConfig, *, policies: notify.PolicyCache | None = None,
+                 clock: Callable[[], datetime] = utcnow, rand: Callable[[], float] = random.random):
+        self.kube = api
         self.config = config
         self.settings = config.delivery
+        self.policies = policies or notify.PolicyCache(api)
         self.shared_namespace = config.escalation_policies.get("namespace") or operator_namespace()
         self.templates_namespace = config.templates_namespace or operator_namespace()
         self.clock = clock
         self.rand = rand
-        self._workers: dict[tuple[str, str], tuple[asyncio.Task, asyncio.Event]] = {}
-        self._slots: asyncio.Semaphore | None = None
-        self._closed = False
+        # Bounds the sends in flight across all incidents (``notifications.concurrency``).
+        self._send_slots = asyncio.Semaphore(self.settings.concurrency)
 
-    # -- the hooks the Incident handlers call ---------------------------------------------------
-    def enqueue(self, body: Mapping[str, Any], notifications: list[Any]) -> None:
-        """Called after a status write that queued ``notifications`` (already in ``status``)."""
-        self.kick(body)
+    async def deliver_due(self, body: dict[str, Any], *, fresh: bool = True) -> Pass:
+        """One pass over one incident.
 
-    def kick(self, body: Mapping[str, Any]) -> None:
-        """Makes sure a worker looks at this incident now (no-op when it has nothing to do)."""
-        if self._closed or not has_work(body):
-            return
-        meta = body.get("metadata") or {}
-        key = (meta.get("namespace") or "", meta.get("name") or "")
-        worker = self._workers.get(key)
-        if worker is not None and not worker[0].done():
-            worker[1].set()
-            return
-        event = asyncio.Event()
-        task = asyncio.create_task(self._run(key, event), name=f"notifier {key[0]}/{key[1]}")
-        self._workers[key] = (task, event)
-
-    def next_retry(self, status: Mapping[str, Any] | None) -> datetime | None:
-        """When the next pending notification is due, for the incident queue's timer.
-
-        Items already due are being handled by a worker (they were kicked), so only future
-        attempt times count; otherwise the queue would spin until the worker claimed them.
+        ``fresh``: ``body`` was just read or written. Otherwise it came with a watch event that may
+        be older than what this operator wrote since (the late echo of an earlier write of this
+        pass); an incident with work is then read first, so stale drafts or items already
+        delivered are not worked on again.
         """
-        now = self.clock()
-        times = [at for at in (book_ops.attempt_time(item) for item in
-                               ((status or {}).get("notifications") or {}).get("pending") or [])
-                 if at is not None and at > now]
-        return min(times) if times else None
-
-    async def close(self) -> None:
-        self._closed = True
-        tasks = [task for task, _ in self._workers.values()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._workers.clear()
-
-    # -- the per-incident worker -------------------------------------------------------------------
-    async def _run(self, key: tuple[str, str], event: asyncio.Event) -> None:
-        namespace, name = key
-        failures = 0
-        try:
-            while not self._closed:
-                event.clear()
-                try:
-                    due = await self.process(namespace, name)
-                    failures = 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # noqa: BLE001 - an API hiccup; retried, never raised into kopf
-                    failures += 1
-                    log.exception(f"Notifier: processing {namespace}/{name} failed; retrying")
-                    due = self.clock() + book_ops.backoff(failures, self.settings, self.rand())
-                if due is None and not event.is_set():
-                    break
-                timeout = None if due is None else max((due - self.clock()).total_seconds(), 0) + 0.005
-                if timeout is None or timeout > 0:
-                    try:
-                        await asyncio.wait_for(event.wait(), timeout)
-                    except asyncio.TimeoutError:
-                        pass
-        finally:
-            current = self._workers.get(key)
-            if current is not None and current[1] is event:
-                del self._workers[key]
-
-    async def process(self, namespace: str, name: str) -> datetime | None:
-        """One pass over one incident; returns when to look again (None: nothing pending)."""
-        body = await kube.get_object(INCIDENTS, namespace, name)
-        if body is None:
-            return None
+        if not has_work(body):
+            return Pass(body, None)
+        if not fresh:
+            meta = body["metadata"]
+            current = await self.kube.get_object(INCIDENTS, meta["namespace"], meta["name"])
+            if current is None:
+                return Pass(None, None)
+            body = current
+            if not has_work(body):
+                return Pass(body, None)
         drafts_retry = None
         if drafts_stale(body):
             published = await self.publish_drafts(body)
@@ -171,11 +131,14 @@ class Notifier:
             body = published or body
         now = self.clock()
         for item_key in book_ops.due_keys(book_ops.book_of(body.get("status")), now):
-            body = await self.deliver(body, item_key)
-            if body is None:
-                return None
+            current = await self.deliver(body, item_key)
+            if current is None:
+                return Pass(None, None)
+            body = current
         due = [t for t in (book_ops.next_attempt_at(body.get("status") or {}), drafts_retry) if t is not None]
-        return min(due) if due else None
+        if not due:
+            return Pass(body, None)
+        return Pass(body, max(min(due), self.clock() + MIN_REPASS) if min(due) <= now else min(due))
 
     # -- delivery ----------------------------------------------------------------------------------
     async def deliver(self, body: dict[str, Any], item_key: str) -> dict[str, Any] | None:
@@ -192,14 +155,13 @@ class Notifier:
                 book_ops.SUPERSEDED, detail=f"the incident was {state} before the escalation notice went out"))
 
         try:
-            candidates = await notify.policy_candidates(meta["namespace"], self.shared_namespace)
+            candidates = await self.policies.candidates(meta["namespace"], self.shared_namespace)
             policy = book_ops.select_policy(spec.get("team"), *candidates)
         except notify.ChannelError as error:
-            claimed = await self._claim(body, item_key)
-            if claimed is None:
-                return await self._reread(body)
-            body, _ = claimed
-            return await self._record(body, item_key, book_ops.DeliveryResult(book_ops.FAILED, errors=[str(error)]))
+            current, claimed = await self._claim(body, item_key)
+            if current is None or claimed is None:
+                return current
+            return await self._record(current, item_key, book_ops.DeliveryResult(book_ops.FAILED, errors=[str(error)]))
         if policy is None:
             where = " or ".join(f"namespace {ns}" for ns in dict.fromkeys(
                 [meta["namespace"], self.shared_namespace]) if ns)
@@ -213,10 +175,10 @@ class Notifier:
             return await self._record(body, item_key, book_ops.DeliveryResult(
                 book_ops.NO_CHANNELS, policy=policy_ref, detail=f"EscalationPolicy {policy_ref} has no channel for it"))
 
-        claimed = await self._claim(body, item_key)
-        if claimed is None:
-            return await self._reread(body)
-        body, item = claimed
+        current, claimed = await self._claim(body, item_key)
+        if current is None or claimed is None:
+            return current
+        body, item = current, claimed
         done = set(item.get("sentTo") or [])
         remaining = [t for t in targets if t.id not in done]
         now = self.clock()
@@ -231,9 +193,9 @@ class Notifier:
 
         async def send(target: book_ops.Target) -> tuple[book_ops.Target, notify.SendResult]:
             packet, title, text = messages[target.level]
-            async with self._send_slots():
+            async with self._send_slots:
                 try:
-                    url = await notify.channel_url(policy_meta.get("namespace") or meta["namespace"],
+                    url = await notify.channel_url(self.kube, policy_meta.get("namespace") or meta["namespace"],
                                                    target.secret_name, target.secret_key)
                 except notify.ChannelError as error:
                     return target, notify.SendResult(False, str(error))
@@ -253,57 +215,37 @@ class Notifier:
             log.info(f"Notifier: {meta['namespace']}/{meta['name']} {item_key} delivered via {policy_ref}")
         return await self._record(body, item_key, result)
 
-    def _send_slots(self) -> asyncio.Semaphore:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.settings.concurrency)
-        return self._slots
+    async def _claim(self, body: dict[str, Any], item_key: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+        """Conditional write attempts + 1: (the incident as written, the claimed item); the item is
+        None when it is gone or another replica has it (then the incident as read, or None if gone)."""
 
-    async def _reread(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
-        meta = body["metadata"]
-        return await kube.get_object(INCIDENTS, meta["namespace"], meta["name"])
-
-    async def _claim(self, body: dict[str, Any], item_key: str) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        """Conditional write attempts + 1; None when the item is gone or another worker has it."""
-        for _ in range(MAX_CONFLICT_RETRIES):
-            book = book_ops.book_of(body.get("status"))
+        def claim(current: dict[str, Any]) -> dict[str, Any] | None:
+            book = book_ops.book_of(current.get("status"))
             item = book_ops.find_item(book, item_key)
             if item is None or not book_ops.is_due(item, self.clock()):
                 return None
-            claimed = book_ops.claim(book, item_key, self.clock(), self.settings)
-            meta = body["metadata"]
-            try:
-                updated = await kube.patch_status(INCIDENTS, meta["namespace"], meta["name"],
-                                                  {"notifications": claimed}, meta.get("resourceVersion"))
-            except kube.Conflict:
-                body = await self._reread(body)
-                if body is None:
-                    return None
-                continue
-            except kube.NotFound:
-                return None
-            return updated, book_ops.find_item(book_ops.book_of(updated.get("status")), item_key) or {}
-        return None
+            return {"notifications": book_ops.claim(book, item_key, self.clock(), self.settings)}
+
+        meta = body["metadata"]
+        written = await self.kube.write_status(INCIDENTS, meta["namespace"], meta["name"], claim, body=body)
+        if written is None:
+            return None, None
+        if not written.wrote:
+            return written.body, None
+        return written.body, book_ops.find_item(book_ops.book_of(written.body.get("status")), item_key) or {}
 
     async def _record(self, body: dict[str, Any], item_key: str,
                       result: book_ops.DeliveryResult) -> dict[str, Any] | None:
-        for _ in range(MAX_CONFLICT_RETRIES):
-            meta = body["metadata"]
-            fragment = book_ops.record(body.get("status") or {}, item_key, result, self.clock(), self.settings,
-                                       generation=meta.get("generation"), rand=self.rand(),
-                                       timeline_limit=self.config.timeline_limit)
-            if fragment is None:
-                return body
-            try:
-                return await kube.patch_status(INCIDENTS, meta["namespace"], meta["name"], fragment,
-                                               meta.get("resourceVersion"))
-            except kube.Conflict:
-                body = await self._reread(body)
-                if body is None:
-                    return None
-            except kube.NotFound:
-                return None
-        log.warning(f"Notifier: could not record {item_key} on {body['metadata']['name']}: kept conflicting")
-        return body
+        """Records ``result`` for the item (nothing when someone else recorded it meanwhile)."""
+
+        def record(current: dict[str, Any]) -> dict[str, Any] | None:
+            return book_ops.record(current.get("status") or {}, item_key, result, self.clock(), self.settings,
+                                   generation=current["metadata"].get("generation"), rand=self.rand(),
+                                   timeline_limit=self.config.timeline_limit)
+
+        meta = body["metadata"]
+        written = await self.kube.write_status(INCIDENTS, meta["namespace"], meta["name"], record, body=body)
+        return None if written is None else written.body
 
     # -- drafts ------------------------------------------------------------------------------------
     async def template_overrides(self, namespace: str) -> tuple[dict[str, str] | None, str, str | None]:
@@ -315,8 +257,8 @@ class Notifier:
             if not ns:
                 continue
             try:
-                data = await kube.read_configmap(ns, name)
-            except Exception as error:  # noqa: BLE001
+                data = await self.kube.read_configmap(ns, name)
+            except kube.ApiError as error:
                 return None, "", f"cannot read templates ConfigMap {ns}/{name}: {type(error).__name__}"
             if data is not None:
                 return {k: v for k, v in data.items() if k.endswith(".j2")}, f"ConfigMap {ns}/{name}", None
@@ -337,37 +279,31 @@ class Notifier:
             data["statuspage.json"] = json.dumps(comms.statuspage_payload(body, drafts), indent=2)
             data["publicState"] = drafts.public_state
             labels = {INCIDENT_LABEL: name} if len(name) <= 63 else {}
-            await kube.upsert_configmap(namespace, configmap, data, owner=body, labels=labels)
+            await self.kube.upsert_configmap(namespace, configmap, data, owner=body, labels=labels)
             public = drafts.public_state
         except comms.DraftError as failure:
             errors.append(str(failure))
             public = comms.public_state((body.get("status") or {}).get("state"), body.get("spec"))
-        except Exception as failure:  # noqa: BLE001 - e.g. the API refused the ConfigMap
+        except kube.ApiError as failure:  # e.g. the API refused the ConfigMap
             log.warning(f"Notifier: drafts for {namespace}/{name} not stored: {failure}")
             return None
         for message in errors:
             log.warning(f"Notifier: drafts for {namespace}/{name}: {message}")
-        for _ in range(MAX_CONFLICT_RETRIES):
-            status = body.get("status") or {}
-            patch = {"drafts": {
+        rendered_state = (body.get("status") or {}).get("state")
+        rendered_generation = body["metadata"].get("generation")
+
+        def point_at_drafts(current: dict[str, Any]) -> dict[str, Any] | None:
+            if ((current.get("status") or {}).get("state") != rendered_state
+                    or current["metadata"].get("generation") != rendered_generation):
+                return None  # changed meanwhile: rendered again on the incident's next pass
+            return {"drafts": {
                 "configMap": configmap,
                 "publicState": public,
-                "state": status.get("state"),
-                "observedGeneration": body["metadata"].get("generation"),
+                "state": rendered_state,
+                "observedGeneration": rendered_generation,
                 "updatedAt": format_time(now),
                 "error": "; ".join(errors)[:2000] if errors else None,
             }}
-            try:
-                return await kube.patch_status(INCIDENTS, namespace, name, patch,
-                                               body["metadata"].get("resourceVersion"))
-            except kube.Conflict:
-                rendered_generation = body["metadata"].get("generation")
-                body = await kube.get_object(INCIDENTS, namespace, name)
-                if body is None:
-                    return None
-                if ((body.get("status") or {}).get("state") != status.get("state")
-                        or body["metadata"].get("generation") != rendered_generation):
-                    return body  # changed meanwhile: rendered again on the next pass (it was kicked)
-            except kube.NotFound:
-                return None
-        return body
+
+        written = await self.kube.write_status(INCIDENTS, namespace, name, point_at_drafts, body=body)
+        return None if written is None else written.body
