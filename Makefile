@@ -8,7 +8,7 @@ PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 PYTEST    := $(VENV)/bin/pytest
 NAB_DIR   ?= $(firstword $(wildcard ../shared/data/nab) ../shared/data/nab)
-APT_PACKAGES := prometheus prometheus-alertmanager
+APT_PACKAGES := prometheus prometheus-alertmanager mmdebstrap buildah
 export PYTHONPATH := $(CURDIR)
 
 .PHONY: help
@@ -42,7 +42,7 @@ wheel-check: venv ## Build the wheel, install it without extras in a fresh venv,
 	$(PY) -m tools.check_wheel
 
 .PHONY: apt-deps
-apt-deps: ## Install Debian packages the tests need (Prometheus, Alertmanager), if missing
+apt-deps: ## Install Debian packages the tests need (Prometheus, Alertmanager, mmdebstrap, buildah), if missing
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "==> apt-get install$$missing"; \
@@ -62,11 +62,27 @@ helm: ## Build the pinned helm from the Go module proxy (skipped when current; c
 kstatus: ## Build the kstatus checker the GitOps health test uses (skipped when current)
 	@bash tests/kstatus/build.sh >/dev/null
 
+.PHONY: actionlint
+actionlint: ## Build the pinned actionlint from the Go module proxy (skipped when current; cached outside the repo)
+	@bash tests/tools/build-actionlint.sh >/dev/null
+
 .PHONY: deps
-deps: venv apt-deps controlplane helm kstatus ## Everything the tests need: venv, Debian packages, control plane, helm, kstatus
+deps: venv apt-deps controlplane helm kstatus actionlint ## Everything the tests need: venv, Debian packages, control plane, helm, kstatus, actionlint
+
+.PHONY: image
+image: apt-deps ## Build the operator image offline (mmdebstrap base + buildah; skipped when current; docs/image.md)
+	@bash tools/image/build.sh >/dev/null
+
+.PHONY: lint-workflows
+lint-workflows: actionlint ## Check .github/workflows with actionlint
+	"$$(bash tests/tools/build-actionlint.sh 2>/dev/null)" -no-color .github/workflows/*.yaml
+
+.PHONY: checkov
+checkov: helm ## Scan the rendered chart with checkov (in a throwaway venv; findings explained in the chart README)
+	@bash tools/checkov.sh "$$(bash tests/tools/build-helm.sh 2>/dev/null)"
 
 .PHONY: test
-test: deps ## Run every test: unit, then integration against a real control plane and Prometheus
+test: deps image ## Run every test: unit, then integration against a real control plane and Prometheus
 	$(PYTEST) tests -q
 
 .PHONY: test-unit
@@ -74,7 +90,7 @@ test-unit: venv ## Run the unit tests only (no cluster)
 	$(PYTEST) tests/unit -q
 
 .PHONY: test-integration
-test-integration: deps ## Run the integration tests only
+test-integration: deps image ## Run the integration tests only
 	$(PYTEST) tests/integration -q
 
 .PHONY: crds

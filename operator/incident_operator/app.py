@@ -15,7 +15,7 @@ import kopf
 
 from . import metrics
 from .adapters.connections import login_with_bounded_connections
-from .adapters.kube import KubeClient
+from .adapters.kube import KubeClient, NotFound
 from .adapters.metrics_server import start_metrics_server
 from .adapters.prometheus import PrometheusClient
 from .api import (DETECTION_RULES, ESCALATION_POLICIES, GROUP, INCIDENTS, KOPF_DIFFBASE_KEY, KOPF_FINALIZER,
@@ -31,10 +31,18 @@ from .services.incidents import IncidentService
 from .services.notifier import Notifier
 
 
-async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: str) -> None:
-    """Runs the operator until kopf stops; raises ConfigError before starting anything on a bad setting."""
+async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: str,
+              peering: str | None = None, peering_priority: int = 0) -> None:
+    """Runs the operator until kopf stops; raises ConfigError before starting anything on a bad setting.
+
+    ``peering``: the name of kopf's (Cluster)KopfPeering object shared with other replicas (the
+    chart's ``peering.enabled``); the replica with the highest ``peering_priority`` acts, the others
+    pause. None: standalone.
+    """
     alert_settings = config.alertmanager_for(namespaces)
     context = build_context(config)
+    context.peering = peering
+    context.namespaces = namespaces
     # Served from the event loop: the scrape-time gauges read the incident book in its own thread.
     metrics_server = await start_metrics_server(context.metrics.registry, context.metrics.flush,
                                                 context.config.metrics_port)
@@ -44,7 +52,9 @@ async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: 
             registry=build_registry(),
             clusterwide=not namespaces,
             namespaces=list(namespaces),
-            standalone=True,
+            standalone=not peering,
+            peering_name=peering or None,
+            priority=peering_priority if peering else None,
             liveness_endpoint=liveness,
             memo=context,
         )
@@ -124,8 +134,16 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, logg
     # Only warnings from logs become Kubernetes Events; the timeline and our own
     # kopf.event() calls carry the story. Avoids an Event per handler run.
     settings.posting.level = logging.WARNING
-    # One replica with Recreate (see the chart); no peering objects needed.
-    settings.peering.standalone = True
+    # Standalone unless `--peering NAME` (the chart's peering.enabled): then kopf.operator() has set
+    # the peering name and this operator's priority (the newest wins; __main__.py).
+    if not memo.peering:
+        settings.peering.standalone = True
+    else:
+        try:
+            await memo.kube.ensure_peering(memo.peering, memo.namespaces)
+        except NotFound:
+            raise kopf.PermanentError(f"--peering {memo.peering}: kopf's peering CRDs (kopf.dev) are not "
+                                      "installed; the chart installs them with peering.enabled") from None
     # settings.queueing.worker_limit stays unset: kopf's per-object workers only hand events to our
     # queues (Incidents: services/incident_queue.py) or spawn a rule's daemon, so they are short;
     # the work itself is bounded there, and connections in adapters/connections.py.

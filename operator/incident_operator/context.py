@@ -85,6 +85,10 @@ class OperatorContext:
     alerts: AlertService | None = None
     # The running rule daemons' wake-ups.
     rule_wakeups: RuleWakeups = field(default_factory=RuleWakeups)
+    # kopf peering (``--peering NAME``): the peering object's name, None when standalone.
+    peering: str | None = None
+    # The namespaces this operator watches (empty: all); where namespaced peering objects live.
+    namespaces: tuple[str, ...] = ()
 
     def __copy__(self) -> OperatorContext:
         # kopf copies the memo per object; every object must share this one context.

@@ -95,8 +95,11 @@ def test_helm_lint_passes_strict(values, tmp_path):
 def test_default_render_has_the_expected_objects():
     docs = chart.documents(chart.render())
     kinds = sorted(d["kind"] for d in docs)
-    assert kinds == sorted(["ServiceAccount", "ConfigMap", "ClusterRole", "ClusterRoleBinding", "Service",
-                            "Deployment"] + ["CustomResourceDefinition"] * len(crd_sources()))
+    # The operator's ClusterRole and the view/edit/admin ClusterRoles for people; the CRDs of crds/ and
+    # kopf's two peering CRDs (peering.enabled); the NetworkPolicy (networkPolicy.enabled).
+    assert kinds == sorted(["ServiceAccount", "ConfigMap", "ClusterRoleBinding", "Service", "Deployment",
+                            "NetworkPolicy"] + ["ClusterRole"] * 4
+                           + ["CustomResourceDefinition"] * (len(crd_sources()) + 2))
     # Everything namespaced goes to the release namespace.
     for doc in docs:
         if doc["kind"] not in ("ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"):
@@ -107,7 +110,8 @@ def test_deployment_is_hardened_single_replica_with_health_probes():
     docs = chart.documents(chart.render())
     deployment = chart.one(docs, "Deployment")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    # The rollout keeps the old pod until the new one is Ready (tests/integration/test_upgrades.py).
+    assert spec["replicas"] == 1 and spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == chart.one(docs, "ServiceAccount")["metadata"]["name"]
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -350,7 +354,7 @@ def test_every_rbac_rule_says_why(values):
 
 def test_rbac_cluster_wide_is_least_privilege():
     docs = chart.documents(chart.render())
-    rules = rules_of(docs, "ClusterRole")
+    rules = rules_of(docs, "ClusterRole", "incident-operator")
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"] and "*" not in rule["apiGroups"], rule
         assert not {"delete", "deletecollection", "escalate", "bind", "impersonate"} & set(rule["verbs"]), rule
@@ -384,7 +388,12 @@ def test_watch_namespaces_renders_roles_per_namespace():
     assert roles == bindings == {("support", "incident-operator"), ("billing", "incident-operator"),
                                  ("ops", "incident-operator-shared")}
     namespaced = rules_of(docs, "Role", "incident-operator", "support")
-    assert namespaced == rules_of(chart.documents(chart.render()), "ClusterRole")[1:]
+    # The same rules as cluster-wide, but the namespaced KopfPeering instead of the ClusterKopfPeering.
+    def without_peering(rules):
+        return [r for r in rules if r["apiGroups"] != ["kopf.dev"]]
+    assert without_peering(namespaced) == without_peering(rules_of(chart.documents(chart.render()), "ClusterRole",
+                                                                   "incident-operator")[1:])
+    assert [r["resources"] for r in namespaced if r["apiGroups"] == ["kopf.dev"]] == [["kopfpeerings"]]
     # The release namespace holds shared configuration: read-only, and no listing of Secrets.
     shared = rules_of(docs, "Role", "-shared", "ops")
     assert {(res, v) for r in shared for res in r["resources"] for v in r["verbs"]} == {
@@ -400,7 +409,8 @@ def test_watch_namespaces_renders_roles_per_namespace():
 def test_chart_crds_equal_crds_dir_and_are_kept_on_uninstall():
     sources = crd_sources()
     docs = chart.documents(chart.render())
-    rendered = {d["metadata"]["name"]: d for d in chart.by_kind(docs, "CustomResourceDefinition")}
+    rendered = {d["metadata"]["name"]: d for d in chart.by_kind(docs, "CustomResourceDefinition")
+                if d["spec"]["group"] == GROUP}  # not kopf's peering CRDs (test_upgrades.py)
     assert rendered.keys() == sources.keys()
     for name, crd in rendered.items():
         metadata = dict(crd["metadata"])
@@ -408,9 +418,10 @@ def test_chart_crds_equal_crds_dir_and_are_kept_on_uninstall():
         assert metadata.pop("labels")["app.kubernetes.io/managed-by"] == "Helm"
         assert {**crd, "metadata": metadata} == sources[name], f"chart CRD {name} differs from crds/"
     not_kept = chart.documents(chart.render(values={"crds": {"install": True, "keep": False}}))
-    assert all("annotations" not in d["metadata"] for d in chart.by_kind(not_kept, "CustomResourceDefinition"))
-    assert not chart.by_kind(chart.documents(chart.render(values={"crds": {"install": False, "keep": True}})),
-                             "CustomResourceDefinition")
+    assert all("annotations" not in d["metadata"] for d in chart.by_kind(not_kept, "CustomResourceDefinition")
+               if d["spec"]["group"] == GROUP)
+    assert not [d for d in chart.by_kind(chart.documents(chart.render(values={"crds": {"install": False, "keep": True}})),
+                                         "CustomResourceDefinition") if d["spec"]["group"] == GROUP]
 
 
 def run_sync(*args: str, repo: Path = REPO) -> subprocess.CompletedProcess:
@@ -435,9 +446,19 @@ def test_generated_copies_are_in_sync_with_their_sources():
 
 
 def test_install_yaml_is_the_chart_rendered_with_default_values():
+    from tools.sync_crds import plain_manifests
+
     text = INSTALL_YAML.read_text()
     assert text.startswith("# incident-operator ")
-    assert chart.documents(text) == chart.documents(chart.render("incident-operator", "incident-operator"))
+    docs = chart.documents(text)
+    assert docs == chart.documents(plain_manifests(chart.render("incident-operator", "incident-operator")))
+    # `kubectl apply -f` of this one file works in an empty cluster: its Namespace first, and no
+    # Helm-managed labels (a later `helm install` would otherwise see objects that claim Helm).
+    assert docs[0] == {"apiVersion": "v1", "kind": "Namespace",
+                       "metadata": {"name": "incident-operator", "labels": {"app.kubernetes.io/name": "incident-operator"}}}
+    assert "managed-by: Helm" not in text and "helm.sh/chart" not in text
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] in ("Deployment", "ServiceAccount")} == {
+        "incident-operator"}
 
 
 def test_sync_check_lists_drifted_files_and_sync_repairs_them(tmp_path):
@@ -738,3 +759,17 @@ def test_operator_runs_in_watched_namespaces_under_the_charts_service_account(
         for kind, name in cluster_scoped:
             admin.run("delete", kind.lower(), name, "--ignore-not-found", check=False, namespaced=False)
         admin.run("delete", "namespace", release_ns, "--wait=false", check=False, namespaced=False)
+
+
+def test_notes_credentials_file_is_the_path_the_chart_readme_documents():
+    """NOTES.txt prints the Alertmanager receiver for the given token Secret; the chart README shows the
+    same line for the Secret it uses (incident-operator-webhook, key token)."""
+    result = chart.helm("install", "incident-operator", str(chart.CHART), "--dry-run=client", "--namespace",
+                        "incident-operator", "--set", "alertmanager.enabled=true",
+                        "--set", "alertmanagerReceiver.tokenSecret.name=incident-operator-webhook")
+    notes = result.stdout.split("NOTES:", 1)[1]
+    [line] = [text.strip() for text in notes.splitlines() if text.strip().startswith("credentials_file:")]
+    assert line == "credentials_file: /etc/alertmanager/secrets/incident-operator-webhook/token"
+    readme = (chart.CHART / "README.md").read_text()
+    assert line in readme
+    assert line in (REPO / "docs" / "alertmanager.md").read_text()

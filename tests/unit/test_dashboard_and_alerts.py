@@ -115,6 +115,8 @@ def test_prometheus_rule_manifest_has_the_rule_file_groups():
     manifest = yaml.safe_load((REPO / "manifests" / "prometheus-rules.yaml").read_text())
     assert manifest["kind"] == "PrometheusRule"
     assert manifest["spec"]["groups"] == rules["groups"]
+    # kube-prometheus-stack's default ruleSelector is `release: <its release name>`.
+    assert manifest["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     families = exposed_families()
     for group in rules["groups"]:
         for rule in group["rules"]:

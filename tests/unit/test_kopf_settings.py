@@ -14,7 +14,7 @@ from incident_operator.app import configure
 
 def configured() -> kopf.OperatorSettings:
     settings = kopf.OperatorSettings()
-    memo = kopf.Memo(config=OperatorConfig.from_dict({}))
+    memo = kopf.Memo(config=OperatorConfig.from_dict({}), peering=None, namespaces=())
     asyncio.run(configure(settings=settings, memo=memo, logger=logging.getLogger("test")))
     return settings
 

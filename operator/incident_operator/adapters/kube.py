@@ -27,6 +27,9 @@ from kubernetes.client.exceptions import ApiException
 
 # Re-exported for the callers' convenience; the names live in api.py.
 from ..api import DETECTION_RULES as RULES, GROUP, INCIDENTS, VERSION  # noqa: F401
+# kopf's peering objects (``incident-operator --peering NAME``).
+KOPF_GROUP = "kopf.dev"
+KOPF_VERSION = "v1"
 
 # Write attempts per write_status/write call, counting every attempt (a 409 and a successful
 # object write each use one). Eight rival writes in a row means the object is being rewritten
@@ -301,6 +304,27 @@ class KubeClient(WritePolicy):
             await self._call(self._core().create_namespaced_config_map, namespace, body)
         except Conflict:
             await self._call(self._core().replace_namespaced_config_map, name, namespace, body)
+
+    async def ensure_peering(self, name: str, namespaces: tuple[str, ...]) -> None:
+        """Creates kopf's peering object(s) NAME if missing (``incident-operator --peering NAME``): one
+        ClusterKopfPeering for a cluster-wide operator, a KopfPeering in each watched namespace
+        otherwise. kopf only patches them (a missing one means no peering, silently); the chart cannot
+        ship them next to the CRDs it installs in the same release (their kind is unknown to the API
+        server until the CRDs exist). NotFound: kopf's peering CRDs are not installed."""
+        body = {"apiVersion": f"{KOPF_GROUP}/{KOPF_VERSION}", "metadata": {"name": name}}
+        created: list[tuple[str | None, str, Body]] = (
+            [(None, "clusterkopfpeerings", {**body, "kind": "ClusterKopfPeering"})] if not namespaces else
+            [(namespace, "kopfpeerings", {**body, "kind": "KopfPeering"}) for namespace in namespaces])
+        for namespace, plural, item in created:
+            try:
+                if namespace is None:
+                    await self._call(self._custom().create_cluster_custom_object, KOPF_GROUP, KOPF_VERSION,
+                                     plural, item)
+                else:
+                    await self._call(self._custom().create_namespaced_custom_object, KOPF_GROUP, KOPF_VERSION,
+                                     namespace, plural, item)
+            except Conflict:
+                pass  # it exists: another replica, or an earlier run, made it
 
 
 def configmap_body(namespace: str, name: str, data: dict[str, str], owner: Mapping[str, Any],
