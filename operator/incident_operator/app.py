@@ -74,23 +74,24 @@ def build_context(config: OperatorConfig) -> OperatorContext:
     prometheus = PrometheusClient(max_connections=config.max_concurrent_evaluations * 2)
     correlator = Correlator(api, config)
     notifier = Notifier(api, config)
+    served = metrics.configure(new_series_delay=config.new_series_delay,
+                               max_escalation_level=config.deadlines.max_escalation_level,
+                               book_source=book.by_state, response_objectives=config.response_objectives)
     return OperatorContext(
         config=config,
         kube=api,
         prometheus=prometheus,
-        metrics=metrics.configure(new_series_delay=config.new_series_delay,
-                                  max_escalation_level=config.deadlines.max_escalation_level,
-                                  index_source=book.by_state,
-                                  response_objectives=config.response_objectives),
+        metrics=served,
         incident_book=book,
         correlator=correlator,
         detection=Detection(
             kube=api, config=config, prometheus=prometheus, correlator=correlator,
             slots=asyncio.Semaphore(config.max_concurrent_evaluations),  # across all rules
-            incident_book=book, seasonal_cache=SeasonalCache()),
+            incident_book=book, seasonal_cache=SeasonalCache(), metrics=served),
         notifier=notifier,
         # One queue for all incidents, ready before the watch delivers anything.
-        incidents=IncidentService(api, config.lifecycle, notifier=notifier, post_event=kopf.event),
+        incidents=IncidentService(api, config.lifecycle, notifier=notifier, post_event=kopf.event,
+                                  metrics=served),
     )
 
 

@@ -112,7 +112,7 @@ def service_label(spec: Mapping[str, Any] | None) -> str:
 # -- the incident book's gauge entries (services/incident_book.py keeps them, the collector reads them) ----
 
 @dataclass(frozen=True)
-class IndexEntry:
+class GaugeEntry:
     """What the gauges need of one incident; the index key is ``(priority, state)``."""
 
     open_action_items: int = 0
@@ -120,8 +120,8 @@ class IndexEntry:
     response_deadline: float | None = None  # epoch seconds
 
 
-def index_entry(spec: Mapping[str, Any] | None,
-                status: Mapping[str, Any] | None) -> tuple[tuple[str, str], IndexEntry]:
+def gauge_entry(spec: Mapping[str, Any] | None,
+                status: Mapping[str, Any] | None) -> tuple[tuple[str, str], GaugeEntry]:
     """One incident's (priority, state) key and gauge entry (pure; the incident book keeps them)."""
     spec, status = spec or {}, status or {}
     try:
@@ -129,18 +129,18 @@ def index_entry(spec: Mapping[str, Any] | None,
     except ValueError:
         priority = status.get("priority") or UNKNOWN
     state = spec.get("state") or INITIAL_STATE
-    entry = IndexEntry(open_action_items=int(status.get("openActionItems") or 0),
+    entry = GaugeEntry(open_action_items=int(status.get("openActionItems") or 0),
                        unacknowledged=state == State.TRIGGERED,
                        response_deadline=epoch_or_none(status.get("responseDeadline")))
     return (str(priority), str(state)), entry
 
 
-class IndexCollector(Collector):
+class BookCollector(Collector):
     """Gauges computed at scrape time from the incident book (``None`` before start-up)."""
 
-    def __init__(self, index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None],
+    def __init__(self, book_source: Callable[[], Mapping[Any, Iterable[GaugeEntry]] | None],
                  clock: Callable[[], float] = time.time):
-        self._source = index_source
+        self._source = book_source
         self._clock = clock
 
     def describe(self):
@@ -210,7 +210,7 @@ class IncidentMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None, *, new_series_delay: float = 0.0,
                  max_escalation_level: int = 3,
-                 index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None] | None = None,
+                 book_source: Callable[[], Mapping[Any, Iterable[GaugeEntry]] | None] | None = None,
                  clock: Callable[[], float] = time.time, version: str | None = None,
                  response_objectives: Mapping[str, float] | None = None):
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -283,8 +283,8 @@ class IncidentMetrics:
                                 ["version"], registry=r)
         self.build_info.labels(version or _version()).set(1)
         r.register(_DetectionCollector(self))
-        if index_source is not None:
-            r.register(IndexCollector(index_source, clock))
+        if book_source is not None:
+            r.register(BookCollector(book_source, clock))
 
         # Bounded label sets exist from the start, at 0 (dashboards show 0, not "no data").
         for priority in PRIORITIES:
@@ -395,25 +395,14 @@ class IncidentMetrics:
             self.detection_last_success = moment
 
 
-# -- the process-wide instance -----------------------------------------------------------------------------
-
-_current: IncidentMetrics | None = None
-
-
-def current() -> IncidentMetrics:
-    """The process's metrics (a default one, not served, until :func:`configure` runs)."""
-    global _current
-    if _current is None:
-        _current = IncidentMetrics()
-    return _current
-
+# -- building the process's metrics -------------------------------------------------------------------
 
 def configure(*, new_series_delay: float = DEFAULT_NEW_SERIES_DELAY, max_escalation_level: int = 3,
-              index_source: Callable[[], Mapping[Any, Iterable[IndexEntry]] | None] | None = None,
+              book_source: Callable[[], Mapping[Any, Iterable[GaugeEntry]] | None] | None = None,
               process_collectors: bool = True,
               response_objectives: Mapping[str, float] | None = None) -> IncidentMetrics:
-    """Builds the process's metrics on a fresh registry (app.py calls this once, before kopf starts)."""
-    global _current
+    """Builds the process's metrics on a fresh registry (app.py calls this once, before kopf starts,
+    and hands the result to the services that record into it: no module-level instance)."""
     import prometheus_client
 
     prometheus_client.disable_created_metrics()  # *_created series add nothing the dashboards use
@@ -422,19 +411,6 @@ def configure(*, new_series_delay: float = DEFAULT_NEW_SERIES_DELAY, max_escalat
         prometheus_client.ProcessCollector(registry=registry)
         prometheus_client.PlatformCollector(registry=registry)
         prometheus_client.GCCollector(registry=registry)
-    _current = IncidentMetrics(registry, new_series_delay=new_series_delay,
-                               max_escalation_level=max_escalation_level, index_source=index_source,
-                               response_objectives=response_objectives)
-    return _current
-
-
-def record_outcome(body: Mapping[str, Any], outcome: Any) -> None:
-    current().record_outcome(body, outcome)
-
-
-def observe_rule_evaluation(duration_seconds: float, error_reason: str | None = None) -> None:
-    current().observe_rule_evaluation(duration_seconds, error_reason)
-
-
-def rule_succeeded(timestamp: float | None = None) -> None:
-    current().rule_succeeded(timestamp)
+    return IncidentMetrics(registry, new_series_delay=new_series_delay,
+                           max_escalation_level=max_escalation_level, book_source=book_source,
+                           response_objectives=response_objectives)

@@ -44,7 +44,7 @@ def substitute(expr: str) -> str:
 
 
 def exposed_families() -> set[str]:
-    sink = metrics.IncidentMetrics(CollectorRegistry(), index_source=lambda: {}, version="test")
+    sink = metrics.IncidentMetrics(CollectorRegistry(), book_source=lambda: {}, version="test")
     sink.rule_succeeded(1.0)
     text = generate_latest(sink.registry).decode()
     return set(re.findall(r"^# TYPE (\S+) ", text, flags=re.M)) | {"up"}

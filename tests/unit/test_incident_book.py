@@ -50,7 +50,7 @@ def test_feeds_the_scrape_time_gauges():
     book = IncidentBook()
     book.observe(incident("a", priority="P1"))
     book.observe(incident("b", priority="P1", state="Closed"))
-    sink = metrics.IncidentMetrics(CollectorRegistry(), index_source=book.by_state, version="test")
+    sink = metrics.IncidentMetrics(CollectorRegistry(), book_source=book.by_state, version="test")
     value = sink.registry.get_sample_value
     assert value("incidents_open", {"priority": "P1", "state": "Triggered"}) == 1
     assert value("incidents_open", {"priority": "P1", "state": "Acknowledged"}) == 0

@@ -263,29 +263,29 @@ def test_bounded_label_sets_are_exposed_at_zero_from_the_start(sink):
     assert "detection_rule_last_success_timestamp_seconds" not in text
 
 
-# -- scrape-time gauges from the kopf index --------------------------------------------------------------
+# -- scrape-time gauges from the incident book --------------------------------------------------------------
 
 def test_index_entry_reads_priority_state_items_and_deadline():
-    key, entry = metrics.index_entry(
+    key, entry = metrics.gauge_entry(
         {"impact": "High", "urgency": "High", "state": "Triggered", "review": {}},
         {"openActionItems": 2, "responseDeadline": "2026-03-02T10:05:00.000Z"})
     assert key == ("P1", "Triggered")
     deadline = datetime(2026, 3, 2, 10, 5, tzinfo=timezone.utc).timestamp()
-    assert entry == metrics.IndexEntry(open_action_items=2, unacknowledged=True, response_deadline=deadline)
-    key, entry = metrics.index_entry({"priority": "P3", "state": "Closed"}, None)
+    assert entry == metrics.GaugeEntry(open_action_items=2, unacknowledged=True, response_deadline=deadline)
+    key, entry = metrics.gauge_entry({"priority": "P3", "state": "Closed"}, None)
     assert key == ("P3", "Closed") and not entry.unacknowledged and entry.response_deadline is None
 
 
 def test_gauges_are_computed_from_the_index_at_scrape_time():
     clock = Clock(T0.timestamp())
     index = {}
-    sink = metrics.IncidentMetrics(CollectorRegistry(), index_source=lambda: index, clock=clock,
+    sink = metrics.IncidentMetrics(CollectorRegistry(), book_source=lambda: index, clock=clock,
                                    version="test")
     deadline = (T0 + timedelta(minutes=5)).timestamp()
-    index[("P1", "Triggered")] = [metrics.IndexEntry(0, True, deadline), metrics.IndexEntry(0, True, None)]
-    index[("P1", "Acknowledged")] = [metrics.IndexEntry(1, False, deadline)]
-    index[("P2", "Resolved")] = [metrics.IndexEntry(0, False, deadline)]
-    index[("P2", "Closed")] = [metrics.IndexEntry(3, False, deadline)]
+    index[("P1", "Triggered")] = [metrics.GaugeEntry(0, True, deadline), metrics.GaugeEntry(0, True, None)]
+    index[("P1", "Acknowledged")] = [metrics.GaugeEntry(1, False, deadline)]
+    index[("P2", "Resolved")] = [metrics.GaugeEntry(0, False, deadline)]
+    index[("P2", "Closed")] = [metrics.GaugeEntry(3, False, deadline)]
 
     def gauge(name, **labels):
         return sink.registry.get_sample_value(name, labels)
@@ -305,7 +305,7 @@ def test_gauges_are_computed_from_the_index_at_scrape_time():
 
 
 def test_no_index_yet_means_no_gauges_rather_than_zeros():
-    sink = metrics.IncidentMetrics(CollectorRegistry(), index_source=lambda: None, version="test")
+    sink = metrics.IncidentMetrics(CollectorRegistry(), book_source=lambda: None, version="test")
     assert sink.registry.get_sample_value("incidents_open", {"priority": "P1", "state": "Triggered"}) is None
 
 
@@ -326,14 +326,15 @@ def test_detection_health_api(sink):
     assert sink.registry.get_sample_value("detection_rule_last_success_timestamp_seconds") == 1000.0
 
 
-def test_module_functions_use_the_configured_instance():
+def test_configure_builds_a_fresh_served_registry_without_created_series():
     configured = metrics.configure(new_series_delay=0, process_collectors=False)
-    try:
-        metrics.observe_rule_evaluation(0.5, None)
-        metrics.rule_succeeded(42.0)
-        assert configured.registry.get_sample_value("detection_rule_evaluations_total") == 1
-        assert configured.registry.get_sample_value("detection_rule_last_success_timestamp_seconds") == 42.0
-        text = generate_latest(configured.registry).decode()
-        assert "_created" not in text
-    finally:
-        metrics._current = None
+    configured.observe_rule_evaluation(0.5, None)
+    configured.rule_succeeded(42.0)
+    assert configured.registry.get_sample_value("detection_rule_evaluations_total") == 1
+    assert configured.registry.get_sample_value("detection_rule_last_success_timestamp_seconds") == 42.0
+    text = generate_latest(configured.registry).decode()
+    assert "_created" not in text
+    # No process-wide instance: a second one starts from zero.
+    assert metrics.configure(new_series_delay=0, process_collectors=False).registry.get_sample_value(
+        "detection_rule_evaluations_total") == 0
+    assert not hasattr(metrics, "current") and not hasattr(metrics, "_current")

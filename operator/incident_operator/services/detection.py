@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
-from .. import metrics
+from ..metrics import IncidentMetrics
 from ..adapters import kube
 from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
 from ..api import (API_VERSION, FINGERPRINT_LABEL, INCIDENT_KIND, INITIAL_STATE, OPERATOR_PRIORITY_ANNOTATION,
@@ -65,6 +65,8 @@ class Detection:
     incident_book: IncidentBook | None = None
     # Seasonal reference windows of baseline rules, fetched once per step (bounded LRU).
     seasonal_cache: "SeasonalCache | None" = field(default_factory=lambda: SeasonalCache())
+    # Where evaluation durations and errors are recorded (the app passes the served registry's).
+    metrics: IncidentMetrics = field(default_factory=IncidentMetrics)
     clock: Callable[[], datetime] = utcnow
 
 
@@ -147,7 +149,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
     except PrometheusError as failure:
         error = failure
     duration = time.monotonic() - began
-    metrics.observe_rule_evaluation(duration, error.reason if error else None)
+    detection.metrics.observe_rule_evaluation(duration, error.reason if error else None)
 
     status = dict(rule_body.get("status") or {})
     generation = rule_body["metadata"].get("generation")
@@ -185,7 +187,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
     status = with_ready(status, generation, True, "Evaluating",
                         f"{'DryRun: ' if rule.dry_run else ''}{len(samples)} group(s) evaluated, "
                         f"{plan.firing} firing", now_dt)
-    metrics.rule_succeeded(now)
+    detection.metrics.rule_succeeded(now)
     return EvaluationResult(await _write_rule_status(api, rule_body, status), duration)
 
 

@@ -55,7 +55,7 @@ def detected_summary(spec: Mapping[str, Any] | None, status: Mapping[str, Any] |
 @dataclass(frozen=True)
 class _Entry:
     state_key: tuple[str, str]
-    gauges: metrics.IndexEntry
+    gauges: metrics.GaugeEntry
     detected: DetectedSummary | None
 
 
@@ -67,7 +67,7 @@ class IncidentBook:
         meta = body.get("metadata") or {}
         key = (meta.get("namespace") or "", meta.get("name") or "")
         spec, status = body.get("spec"), body.get("status")
-        state_key, gauges = metrics.index_entry(spec, status)
+        state_key, gauges = metrics.gauge_entry(spec, status)
         detected = detected_summary(spec, status) if RULE_LABEL in (meta.get("labels") or {}) else None
         self._entries[key] = _Entry(state_key, gauges, detected)
 
@@ -84,9 +84,9 @@ class IncidentBook:
     def knows(self, namespace: str, name: str) -> bool:
         return (namespace, name) in self._entries
 
-    def by_state(self) -> dict[tuple[str, str], list[metrics.IndexEntry]]:
+    def by_state(self) -> dict[tuple[str, str], list[metrics.GaugeEntry]]:
         """Incidents under (priority, state), the shape the scrape-time gauges read."""
-        grouped: dict[tuple[str, str], list[metrics.IndexEntry]] = {}
+        grouped: dict[tuple[str, str], list[metrics.GaugeEntry]] = {}
         for entry in self._entries.values():
             grouped.setdefault(entry.state_key, []).append(entry.gauges)
         return grouped

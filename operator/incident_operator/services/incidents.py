@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Hashable, Mapping
 
-from .. import metrics
+from ..metrics import IncidentMetrics
 from ..adapters import kube
 from ..domain.common.status import status_patch
 from ..domain.common.timeutil import utcnow
@@ -101,8 +101,10 @@ class IncidentService:
 
     def __init__(self, api: kube.KubeApi, settings: LifecycleSettings, *, notifier: Notifier | None,
                  post_event: PostEvent, concurrency: int = SYNC_CONCURRENCY,
-                 clock: Callable[[], datetime] = utcnow):
+                 clock: Callable[[], datetime] = utcnow, metrics: IncidentMetrics | None = None):
         self.kube = api
+        # Where each incident's observations go (the app passes the served registry's).
+        self.metrics = metrics if metrics is not None else IncidentMetrics()
         self.settings = settings
         self.notifier = notifier
         self.post_event = post_event
@@ -143,7 +145,7 @@ class IncidentService:
     def after_write(self, synced: Synced, logger: logging.LoggerAdapter) -> None:
         self.post_events(synced.body, synced.outcome)
         warn_if_invalid(synced.outcome, logger)
-        metrics.record_outcome(synced.body, synced.outcome)
+        self.metrics.record_outcome(synced.body, synced.outcome)
 
     def post_events(self, body: Mapping[str, Any], outcome: Outcome) -> None:
         for event in outcome.events:

@@ -380,7 +380,7 @@ def refine_start(rule: "RuleSpec", level: StartLevel, coarse_start: float,
 
 @dataclass(frozen=True)
 class IncidentView:
-    """What the engine knows of an incident of one of its groups (from the kopf index)."""
+    """What the engine knows of an incident of one of its groups (from the incident book)."""
 
     name: str
     state: str
