@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol
 
@@ -39,6 +41,8 @@ MAX_WRITE_ATTEMPTS = 8
 # (connect, read) seconds for every API call: a hung apiserver connection must not hold a
 # worker thread, a queue slot or a rule's daemon forever.
 REQUEST_TIMEOUT = (5.0, 30.0)
+# Threads (and pooled connections) for Kubernetes API calls; see KubeClient.__init__.
+API_THREADS = 32
 
 Body = dict[str, Any]
 # What to write given the object as it is now: a merge patch, or None when nothing is to be written.
@@ -208,9 +212,15 @@ class KubeClient(WritePolicy):
     """The operator's one Kubernetes client, built once by the app (in-cluster config, else kubeconfig)."""
 
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None, *,
-                 request_timeout: tuple[float, float] = REQUEST_TIMEOUT):
+                 request_timeout: tuple[float, float] = REQUEST_TIMEOUT, threads: int = API_THREADS):
         self._api_client = api_client
         self.request_timeout = request_timeout
+        # The official client is synchronous. Its calls get threads of their own, as many as the
+        # connection pool has connections: on asyncio's default executor (cpu + 4 = 6 threads
+        # here) they queued behind each other and behind every other to_thread user, and an
+        # incident step that writes, publishes drafts and records a delivery waited for threads.
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=threads,
+                                                               thread_name_prefix="kube-api")
 
     @property
     def api_client(self) -> kubernetes.client.ApiClient:
@@ -220,7 +230,7 @@ class KubeClient(WritePolicy):
             except kubernetes.config.ConfigException:
                 kubernetes.config.load_kube_config()
             configuration = kubernetes.client.Configuration.get_default_copy()
-            configuration.connection_pool_maxsize = 32
+            configuration.connection_pool_maxsize = API_THREADS
             self._api_client = kubernetes.client.ApiClient(configuration)
         return self._api_client
 
@@ -228,6 +238,7 @@ class KubeClient(WritePolicy):
         if self._api_client is not None:
             self._api_client.close()
             self._api_client = None
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _custom(self) -> kubernetes.client.CustomObjectsApi:
         return kubernetes.client.CustomObjectsApi(self.api_client)
@@ -237,7 +248,8 @@ class KubeClient(WritePolicy):
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
-            return await asyncio.to_thread(fn, *args, _request_timeout=self.request_timeout, **kwargs)
+            call = functools.partial(fn, *args, _request_timeout=self.request_timeout, **kwargs)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, call)
         except ApiException as error:
             raise _translate(error) from error
         except urllib3.exceptions.HTTPError as error:  # connection refused/reset, read timeout

@@ -38,10 +38,11 @@ from .notifier import Notifier
 INCIDENTS = kube.INCIDENTS
 # asyncio may wake a hair early; a due time is never acted on before it is reached.
 WAKE_MARGIN_SECONDS = 0.005
-# Incidents processed at once. Each step is a pure reconcile, at most a GET and a status write, and
+# Incidents processed at once (benchmarks/incidents_scale.py: 16 left escalations waiting behind
+# steps that also deliver). Each step is a pure reconcile, at most a GET and a status write, and
 # the notifier's sends (bounded on their own by ``notifications.concurrency``); more in flight only
 # queues on the API client's threads and the 2 cores they share.
-SYNC_CONCURRENCY = 16
+SYNC_CONCURRENCY = 32
 
 log = logging.getLogger(__name__)
 
