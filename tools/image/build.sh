@@ -96,6 +96,20 @@ else
     --build-arg BASE="$base_image" --build-arg VERSION="$version" --build-arg REVISION="$revision" \
     -f "$repo/Containerfile" -t "$image" -t "$keyed" "$repo" >&2
   log "app: built in $((SECONDS - start)) s"
+  # buildah's layer cache ignores a changed build arg in LABEL/ENV steps that no RUN uses
+  # (https://github.com/containers/buildah/issues/5501, open): a new revision can come back with
+  # the previous revision's label and INCIDENT_OPERATOR_REVISION. Stamp the final image when so.
+  stamped="$(buildah inspect --type image --format '{{index .OCIv1.Config.Labels "org.opencontainers.image.revision"}}' "$image")"
+  if [[ "$stamped" != "$revision" ]]; then
+    log "app: layer cache kept revision $stamped; stamping $revision (buildah#5501)"
+    container="$(buildah from "$image")"
+    trap 'buildah rm "$container" >/dev/null 2>&1 || true' EXIT
+    buildah config --label org.opencontainers.image.revision="$revision" \
+      --env INCIDENT_OPERATOR_REVISION="$revision" "$container"
+    buildah commit --quiet --rm "$container" "$image" >/dev/null
+    trap - EXIT
+    buildah tag "$image" "$keyed" >/dev/null
+  fi
 fi
 log "image: $image ($(buildah images --format '{{.Size}}' "$image" | head -1))"
 echo "$image"
