@@ -46,7 +46,7 @@ async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: 
     # Served from the event loop: the scrape-time gauges read the incident book in its own thread.
     metrics_server = await start_metrics_server(context.metrics.registry, context.metrics.flush,
                                                 context.config.metrics_port)
-    alert_receiver = await start_alert_receiver(context, alert_settings)
+    intake_server = await start_intake(context, alert_settings)
     try:
         await kopf.operator(
             registry=build_registry(),
@@ -63,8 +63,8 @@ async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: 
         await context.prometheus.close()
         context.kube.close()
         await metrics_server.cleanup()
-        if alert_receiver is not None:
-            await alert_receiver.cleanup()
+        if intake_server is not None:
+            await intake_server.cleanup()
 
 
 def build_context(config: OperatorConfig) -> OperatorContext:
@@ -155,17 +155,31 @@ async def configure(settings: kopf.OperatorSettings, memo: OperatorContext, logg
     logger.info(f"Operator configured: namespaces={list(memo.config.namespaces) or 'all'}")
 
 
-# -- Alertmanager webhook receiver ---------------------------------------------------------------------
+# -- The intake server ---------------------------------------------------------------------------------
 
-async def start_alert_receiver(context: OperatorContext, settings: AlertSettings) -> Any:
-    """Alertmanager webhooks (``alertmanager.enabled``): services/alerts.py writes the incidents.
-    The receiver's runner (adapters/alertmanager_receiver.py), or None when disabled."""
-    if not settings.enabled:
+async def start_intake(context: OperatorContext, alert_settings: AlertSettings) -> Any:
+    """The one intake server (adapters/intake_server.py) with the routes of every enabled intake;
+    its runner, or None when no intake is enabled."""
+    from .adapters.intake_server import RouteInstaller, start_intake_server
+
+    installers: list[RouteInstaller] = []
+    max_body = 1024 * 1024
+    if alert_settings.enabled:
+        installers.append(alertmanager_routes(context, alert_settings))
+        max_body = max(max_body, alert_settings.max_body_bytes)
+    if not installers:
         return None
-    from .adapters.alertmanager_receiver import TokenSource, start_receiver
+    config = context.config
+    return await start_intake_server(installers, port=config.intake_port, host=config.intake.host,
+                                     client_max_size=max_body)
+
+
+def alertmanager_routes(context: OperatorContext, settings: AlertSettings) -> Any:
+    """Alertmanager webhooks (``alertmanager.enabled``): services/alerts.py writes the incidents."""
+    from .adapters.alertmanager_receiver import TokenSource, routes
     from .services.alerts import AlertService
 
     context.alerts = AlertService(context.kube, settings, context.correlator,
                                   timeline_limit=context.config.timeline_limit)
-    return await start_receiver(settings, TokenSource(settings, read_secret=context.kube.read_secret_key),
-                                context.alerts.handle)
+    tokens = TokenSource(settings, read_secret=context.kube.read_secret_key)
+    return routes(settings, tokens, context.alerts.handle)

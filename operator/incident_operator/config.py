@@ -33,7 +33,7 @@ DEFAULT_NEW_SERIES_DELAY = 90.0
 DEFAULT_RESPONSE_OBJECTIVES: Mapping[str, float] = {priority.value: 0.95 for priority in PRIORITIES}
 KNOWN_KEYS = {
     "namespaces", "prometheus", "calendar", "deadlines", "timelineLimit", "metrics", "health",
-    "detection", "notifications", "templates", "grafana", "alertmanager", "escalationPolicies",
+    "detection", "notifications", "templates", "grafana", "alertmanager", "escalationPolicies", "intake",
 }
 
 
@@ -49,6 +49,14 @@ class PrometheusConfig:
     insecure_skip_verify: bool = False
     timeout_seconds: float = 10.0
     external_url: str | None = None  # for graph links shown to people
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    """``intake``: the one server every push-style intake shares (adapters/intake_server.py)."""
+
+    port: int | None = None  # None: alertmanager.port (8082 by default), where the receiver has always been
+    host: str = "0.0.0.0"
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,12 @@ class OperatorConfig:
     # Parsed ``alertmanager``; its namespace may still be unset (see :meth:`alertmanager_for`).
     alertmanager: AlertSettings = field(default_factory=AlertSettings)
     escalation_policies: EscalationPoliciesConfig = field(default_factory=EscalationPoliciesConfig)
+    intake: IntakeConfig = field(default_factory=IntakeConfig)
+
+    @property
+    def intake_port(self) -> int:
+        """The intake server's port: ``intake.port``, else ``alertmanager.port``."""
+        return self.intake.port if self.intake.port is not None else self.alertmanager.port
 
     @property
     def lifecycle(self) -> LifecycleSettings:
@@ -126,6 +140,12 @@ class OperatorConfig:
             warn_at = parse_warn_at(deadlines.pop("warnAt", None))
             # A bad ``alertmanager`` block is refused at load time (the namespace is checked at start-up).
             alertmanager = parse_alertmanager_settings(data.get("alertmanager") or {}, require_namespace=False)
+            intake_raw = _checked(data, "intake", ("port", "host"))
+            intake_port = intake_raw.get("port")
+            if intake_port is not None and (isinstance(intake_port, bool) or not isinstance(intake_port, int)
+                                            or not 1 <= intake_port <= 65535):
+                raise ConfigError("intake.port must be an integer between 1 and 65535")
+            intake = IntakeConfig(port=intake_port, host=str(intake_raw.get("host") or IntakeConfig.host))
             return cls(
                 namespaces=tuple(data.get("namespaces") or ()),
                 prometheus=prometheus,
@@ -145,6 +165,7 @@ class OperatorConfig:
                 alertmanager=alertmanager,
                 escalation_policies=EscalationPoliciesConfig(
                     **{"namespace": _checked(data, "escalationPolicies", ("namespace",)).get("namespace")}),
+                intake=intake,
             )
         except ConfigError:
             raise

@@ -71,18 +71,25 @@ class OperatorProcess:
     def _pick_fresh_ports(self) -> None:
         """After losing a port: new ports for every server it runs (the config file is written again).
 
-        Read them back from :attr:`health_port`, :attr:`metrics_port`, :attr:`alert_receiver_port`.
+        Read them back from :attr:`health_port`, :attr:`metrics_port`, :attr:`intake_port`.
         """
         self.health_port, self.metrics_port = free_port(), free_port()
         self.config["metrics"] = {**(self.config.get("metrics") or {}), "port": self.metrics_port}
         if (self.config.get("alertmanager") or {}).get("port"):
             self.config["alertmanager"] = {**self.config["alertmanager"], "port": free_port()}
+        if (self.config.get("intake") or {}).get("port"):
+            self.config["intake"] = {**self.config["intake"], "port": free_port()}
         self.config_path.write_text(yaml.safe_dump(self.config))
 
     @property
+    def intake_port(self) -> int | None:
+        """The port of its intake server (``intake.port``, else ``alertmanager.port``), if configured."""
+        return (self.config.get("intake") or {}).get("port") or (self.config.get("alertmanager") or {}).get("port")
+
+    @property
     def alert_receiver_port(self) -> int | None:
-        """The port of its Alertmanager webhook receiver (``alertmanager.port``), if configured."""
-        return (self.config.get("alertmanager") or {}).get("port")
+        """The port of its Alertmanager webhook receiver: the intake server's."""
+        return self.intake_port
 
     def healthy(self) -> bool:
         if self.process is not None:

@@ -22,10 +22,10 @@ from aiohttp import web
 
 from ..domain.alerts import alertmanager as dom
 from . import kube
+from .intake_server import BodyTooLarge, RouteInstaller, bearer_token, error_response, read_body
 
 log = logging.getLogger(__name__)
 SECRET_CACHE_SECONDS = 30.0
-CHUNK = 64 * 1024
 
 Handler = Callable[[dom.Notification], Awaitable[object]]
 
@@ -67,69 +67,47 @@ class TokenSource:
         return value
 
 
-def _error(status: int, message: str, **headers: str) -> web.Response:
-    return web.json_response({"status": "error", "error": message}, status=status, headers=headers or None)
-
-
-def _bearer(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
-        return None
-    return credentials.strip()
-
-
-def build_app(settings: dom.AlertSettings, tokens: TokenSource, handle: Handler) -> web.Application:
+def routes(settings: dom.AlertSettings, tokens: TokenSource, handle: Handler) -> RouteInstaller:
+    """The receiver's one route (``POST alertmanager.path``) for the intake server."""
     max_bytes = settings.max_body_bytes
 
     async def receive(request: web.Request) -> web.Response:
-        presented = _bearer(request)
+        presented = bearer_token(request)
         if presented is None:
-            return _error(401, "missing bearer token (Authorization: Bearer <token>)",
+            return error_response(401, "missing bearer token (Authorization: Bearer <token>)",
                           **{"WWW-Authenticate": 'Bearer realm="incident-operator"'})
         try:
             expected = await tokens.token()
         except TokenUnavailable as error:
             log.error(f"Alertmanager receiver cannot authenticate: {error}")
-            return _error(503, "the receiver's token is unavailable; try again later", **{"Retry-After": "10"})
+            return error_response(503, "the receiver's token is unavailable; try again later", **{"Retry-After": "10"})
         if not hmac.compare_digest(presented.encode(), expected.encode()):
-            return _error(401, "invalid bearer token",
+            return error_response(401, "invalid bearer token",
                           **{"WWW-Authenticate": 'Bearer realm="incident-operator", error="invalid_token"'})
         if request.content_type != "application/json":
-            return _error(415, f"Content-Type must be application/json, got {request.content_type or 'none'}")
-        if request.content_length is not None and request.content_length > max_bytes:
-            return _error(413, f"body of {request.content_length} bytes exceeds maxBodyBytes {max_bytes}")
-        body = bytearray()
-        async for chunk in request.content.iter_chunked(CHUNK):
-            body += chunk
-            if len(body) > max_bytes:
-                return _error(413, f"body exceeds maxBodyBytes {max_bytes}")
+            return error_response(415, f"Content-Type must be application/json, got {request.content_type or 'none'}")
         try:
-            data = json.loads(bytes(body))
+            body = await read_body(request, max_bytes)
+        except BodyTooLarge as error:
+            return error_response(413, f"{error} (maxBodyBytes)")
+        try:
+            data = json.loads(body)
         except ValueError as error:
-            return _error(400, f"malformed JSON: {error}")
+            return error_response(400, f"malformed JSON: {error}")
         try:
             notification = dom.parse_notification(data)
         except dom.InvalidNotification as error:
-            return _error(400, f"not an Alertmanager webhook notification: {error}")
+            return error_response(400, f"not an Alertmanager webhook notification: {error}")
         try:
             result = await handle(notification)
         except Exception as error:  # noqa: BLE001 - the request boundary: whatever failed, Alertmanager retries a 5xx
             log.exception(f"Recording the Alertmanager notification for group {notification.group_key} failed")
-            return _error(503, f"could not record the notification ({type(error).__name__}); retry",
+            return error_response(503, f"could not record the notification ({type(error).__name__}); retry",
                           **{"Retry-After": "5"})
         to_json = getattr(result, "to_json", None)
         return web.json_response(to_json() if to_json else {"status": "ok"})
 
-    app = web.Application(client_max_size=max_bytes)
-    app.router.add_post(settings.path, receive)
-    return app
+    def install(app: web.Application) -> None:
+        app.router.add_post(settings.path, receive)
 
-
-async def start_receiver(settings: dom.AlertSettings, tokens: TokenSource, handle: Handler,
-                         host: str = "0.0.0.0") -> web.AppRunner:
-    runner = web.AppRunner(build_app(settings, tokens, handle), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host=host, port=settings.port).start()
-    log.info(f"Alertmanager receiver listening on {host}:{settings.port}{settings.path}")
-    return runner
+    return install
