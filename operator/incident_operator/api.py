@@ -163,6 +163,7 @@ class ConditionType(StrEnum):
     RESOLVED = "Resolved"  # Incident
     REVIEW_COMPLETE = "ReviewComplete"  # Incident
     NOTIFIED = "Notified"  # Incident: hand-off delivery
+    SAMPLES_DROPPED = "SamplesDropped"  # DetectionRule: the last evaluation refused samples (+Inf, NaN, ...)
 
 
 # -- object bodies ---------------------------------------------------------------------------------
@@ -285,6 +286,7 @@ class DetectionRuleStatus(TypedDict, total=False):
     firingCount: int
     groups: list[dict[str, Any]]
     dryRun: dict[str, Any]
+    droppedSamples: dict[str, Any]
     conditions: list[Condition]
 
 

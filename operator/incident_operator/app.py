@@ -29,6 +29,7 @@ from .services.detection import Detection, SeasonalCache
 from .services.incident_book import IncidentBook
 from .services.incidents import IncidentService
 from .services.notifier import Notifier
+from .services.rendering import RenderExecutor
 
 
 async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: str,
@@ -62,6 +63,8 @@ async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: 
         await context.incidents.queue.stop()
         await context.prometheus.close()
         context.kube.close()
+        if context.renderer is not None:
+            context.renderer.shutdown()
         await metrics_server.cleanup()
         if intake_server is not None:
             await intake_server.cleanup()
@@ -73,7 +76,8 @@ def build_context(config: OperatorConfig) -> OperatorContext:
     book = IncidentBook()
     prometheus = PrometheusClient(max_connections=config.max_concurrent_evaluations * 2)
     correlator = Correlator(api, config)
-    notifier = Notifier(api, config)
+    renderer = RenderExecutor()
+    notifier = Notifier(api, config, renderer=renderer)
     served = metrics.configure(new_series_delay=config.new_series_delay,
                                max_escalation_level=config.deadlines.max_escalation_level,
                                book_source=book.by_state, response_objectives=config.response_objectives)
@@ -87,11 +91,12 @@ def build_context(config: OperatorConfig) -> OperatorContext:
         detection=Detection(
             kube=api, config=config, prometheus=prometheus, correlator=correlator,
             slots=asyncio.Semaphore(config.max_concurrent_evaluations),  # across all rules
-            incident_book=book, seasonal_cache=SeasonalCache(), metrics=served),
+            incident_book=book, seasonal_cache=SeasonalCache(), metrics=served, renderer=renderer),
         notifier=notifier,
         # One queue for all incidents, ready before the watch delivers anything.
         incidents=IncidentService(api, config.lifecycle, notifier=notifier, post_event=kopf.event,
                                   metrics=served),
+        renderer=renderer,
     )
 
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .services.incident_book import IncidentBook
     from .services.incidents import IncidentService
     from .services.notifier import Notifier
+    from .services.rendering import RenderExecutor
 
 
 class RuleWakeups:
@@ -89,6 +90,8 @@ class OperatorContext:
     peering: str | None = None
     # The namespaces this operator watches (empty: all); where namespaced peering objects live.
     namespaces: tuple[str, ...] = ()
+    # Tenant templates (rule texts, drafts) render on this bounded pool, off the event loop; None: inline.
+    renderer: RenderExecutor | None = None
 
     def __copy__(self) -> OperatorContext:
         # kopf copies the memo per object; every object must share this one context.

@@ -45,6 +45,7 @@ from prometheus_client.registry import Collector
 from .api import INITIAL_STATE, NOT_CLOSED, PRIORITIES, SOURCES, Source, State
 from .config import DEFAULT_NEW_SERIES_DELAY, DEFAULT_RESPONSE_OBJECTIVES
 from .domain.common.timeutil import epoch_or_none
+from .domain.detection.rules import DROP_REASONS
 from .domain.incident.priority import effective_priority
 
 NO_SERVICE = "unspecified"
@@ -57,6 +58,8 @@ CSAT_BUCKETS = (1, 2, 3, 4, 5)
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # PrometheusError reasons (adapters/prometheus.py); anything else is counted as "Other".
 EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other")
+# Why a DetectionRule evaluation refuses a sample (domain/detection/rules.py screen_samples).
+SAMPLE_DROP_REASONS = DROP_REASONS + ("Other",)
 RESPONSE_RESULTS = ("met", "missed")
 # ResponseOnTime reasons (domain/incident/lifecycle.py) once the response is decided.
 RESPONSE_MET_REASONS = ("AcknowledgedInTime",)
@@ -279,6 +282,10 @@ class IncidentMetrics:
         self.evaluations = counter("detection_rule_evaluations", "DetectionRule evaluations, failed or not.")
         self.evaluation_errors = counter("detection_rule_evaluation_errors",
                                          "Failed DetectionRule evaluations.", "reason")
+        self.dropped_samples = counter(
+            "detection_rule_samples_dropped",
+            "Samples a DetectionRule evaluation refused: reason=NonFinite (+Inf, -Inf, NaN) or "
+            "MissingGroupLabel (the series lacks one of spec.groupLabels). They open nothing.", "reason")
         self.build_info = Gauge("incident_operator_build_info", "Always 1; the version is a label.",
                                 ["version"], registry=r)
         self.build_info.labels(version or _version()).set(1)
@@ -299,6 +306,8 @@ class IncidentMetrics:
                 self._child(self.responses, priority, result)
         for reason in EVALUATION_ERROR_REASONS:
             self._child(self.evaluation_errors, reason)
+        for reason in SAMPLE_DROP_REASONS:
+            self._child(self.dropped_samples, reason)
 
     # -- births ------------------------------------------------------------------------------------
     def _child(self, metric, *labels: str):
@@ -387,6 +396,10 @@ class IncidentMetrics:
         if error_reason is not None:
             reason = error_reason if error_reason in EVALUATION_ERROR_REASONS else "Other"
             self.evaluation_errors.labels(reason).inc()
+
+    def samples_dropped(self, reason: str, count: int = 1) -> None:
+        """An evaluation refused ``count`` samples for ``reason`` (one of SAMPLE_DROP_REASONS)."""
+        self.dropped_samples.labels(reason if reason in SAMPLE_DROP_REASONS else "Other").inc(max(count, 0))
 
     def rule_succeeded(self, timestamp: float | None = None) -> None:
         """A DetectionRule evaluation succeeded at ``timestamp`` (Unix seconds; default now)."""

@@ -3,7 +3,6 @@ time before the value is built, and render ordinary templates unchanged."""
 
 from __future__ import annotations
 
-import sys
 
 import pytest
 

@@ -95,13 +95,8 @@ class PrometheusClient:
         if data.get("resultType") != "vector":
             raise PrometheusError("QueryFailed", f"the query must return an instant vector (one series per "
                                                  f"group), got {data.get('resultType')}")
-        samples = []
-        for item in data["result"]:
-            value = _number(item["value"][1])
-            if math.isnan(value):
-                continue
-            samples.append(Sample(dict(item["metric"]), value))
-        return samples
+        # Every sample, +Inf, -Inf and NaN included: the rule refuses and counts them (screen_samples).
+        return [Sample(dict(item["metric"]), _number(item["value"][1])) for item in data["result"]]
 
     async def query_range(self, endpoint: Endpoint, expr: str, start: float, end: float,
                           step: float) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:

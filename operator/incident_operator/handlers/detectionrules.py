@@ -21,15 +21,22 @@ from .retries import api_failures_for_kopf
 from .waiting import sleep_until_woken
 from ..domain.detection import rules as dom
 from ..services import detection as engine
+from ..services.rendering import run_rendering
 from ..services.status import write_ready
 
 
-def _validate(body: dict[str, Any]) -> tuple[dom.RuleSpec | None, str | None]:
+def _parse(body: dict[str, Any]) -> tuple[dom.RuleSpec | None, str | None]:
     meta = body["metadata"]
     try:
         return dom.parse_rule(meta["namespace"], meta["name"], body.get("spec") or {}), None
     except dom.InvalidRule as error:
         return None, str(error)
+
+
+async def _validate(body: dict[str, Any], memo: OperatorContext) -> tuple[dom.RuleSpec | None, str | None]:
+    """The rule parsed on the render executor (parsing tries the rule's templates, which are bounded
+    but not free), off the event loop."""
+    return await run_rendering(memo.renderer, _parse, body)
 
 
 async def _write_invalid(api: kube.KubeApi, body: dict[str, Any], message: str) -> None:
@@ -46,7 +53,7 @@ def _rule_key(meta: Any) -> str:
 
 async def rule_changed(body: kopf.Body, memo: OperatorContext, logger: kopf.Logger, **_: Any) -> None:
     """On create, update and resume: report an invalid rule, and wake the rule's daemon at once."""
-    rule, problem = _validate(dict(body))
+    rule, problem = await _validate(dict(body), memo)
     if problem:
         logger.warning(f"DetectionRule is invalid: {problem}")
         with api_failures_for_kopf():
@@ -72,7 +79,7 @@ async def _evaluate_until_stopped(body: dict[str, Any], meta: dict[str, Any], me
     next_tick: float | None = None  # monotonic time of the next scheduled evaluation
     # Spread rules over their interval, as Prometheus offsets rule groups: a thousand rules that
     # all start together would otherwise evaluate in one burst every interval and queue up.
-    rule, _ = _validate(body)
+    rule, _ = await _validate(body, memo)
     if rule is not None:
         await sleep_until_woken(asyncio.Event(), stopped, _phase_offset(meta.get("uid") or meta["name"], rule.interval_s))
         current = None  # read fresh: a spec change meanwhile is taken as it is
@@ -86,7 +93,7 @@ async def _evaluate_until_stopped(body: dict[str, Any], meta: dict[str, Any], me
                 current = await api.get_object(PLURAL, meta["namespace"], meta["name"])
                 if current is None:
                     return
-            rule, problem = _validate(current)
+            rule, problem = await _validate(current, memo)
             if rule is None:
                 await _write_invalid(api, current, problem or "invalid rule")
             else:

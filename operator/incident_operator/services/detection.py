@@ -24,19 +24,21 @@ from typing import Any, Callable, Mapping
 from ..metrics import IncidentMetrics
 from ..adapters import kube
 from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
+from ..api import ConditionType
 from ..api import (API_VERSION, FINGERPRINT_LABEL, INCIDENT_KIND, INITIAL_STATE, OPERATOR_PRIORITY_ANNOTATION,
                    REOPEN_ON_RELAPSE, RESOLVED_OR_CLOSED, RULE_LABEL, SERVICE_LABEL, Source, State, priority_rank, state_of)
 from ..names import label_value, rule_episode_of, rule_fingerprint, rule_incident_name, truncated_label_value
 from ..config import OperatorConfig
 from ..domain.detection import rules as dom
 from ..domain.common.conditions import set_condition
-from ..domain.common.status import status_patch
+from ..domain.common.status import finite_only, status_patch
 from ..domain.detection.health import failure_progress
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
 from ..domain.common.timeutil import format_time, format_time_precise, utcnow
 from .correlation import Correlator
 from .incident_book import IncidentBook, detected_summary
 from .status import with_ready
+from .rendering import RenderExecutor, run_rendering
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
@@ -68,6 +70,8 @@ class Detection:
     # Where evaluation durations and errors are recorded (the app passes the served registry's).
     metrics: IncidentMetrics = field(default_factory=IncidentMetrics)
     clock: Callable[[], datetime] = utcnow
+    # Where the rule's templates are rendered (plan_evaluation), off the event loop; None: inline.
+    renderer: RenderExecutor | None = None
 
 
 async def endpoint_for(api: kube.KubeApi, rule_body: Mapping[str, Any], config: OperatorConfig) -> Endpoint:
@@ -127,6 +131,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
     now = now_dt.timestamp()
     error: PrometheusError | None = None
     samples: list[tuple[dict[str, str], float]] = []
+    screened = dom.Screened(samples=[])
     histories: dict[str, list[tuple[float, float]]] = {}
     seasonals: dict[str, list[list[float]]] = {}
     try:
@@ -140,11 +145,12 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
             instant, series = await asyncio.gather(
                 prometheus.query(endpoint, rule.query, now),
                 prometheus.query_range(endpoint, rule.query, now - points * step, now - step / 2, step))
-            samples = [(s.labels, s.value) for s in instant]
+            screened = dom.screen_samples(rule, [(s.labels, s.value) for s in instant])
+            samples = screened.samples
             if instant:
                 for labels, values in series:
                     fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
-                    histories[fp] = values
+                    histories[fp] = dom.finite_points(values)
                 seasonals = await _seasonal_samples(rule, rule_body, endpoint, prometheus, now, seasonal_cache)
     except PrometheusError as failure:
         error = failure
@@ -169,9 +175,10 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
 
     previous_groups = list(status.get("groups") or [])
     names = {g.get("incident") for g in previous_groups if g.get("incident")}
-    plan = dom.plan_evaluation(rule, previous_groups, samples, histories,
-                               await incidents_view(api, detection.incident_book, rule.namespace, names), now,
-                               seasonals)
+    views = await incidents_view(api, detection.incident_book, rule.namespace, names)
+    # Planning renders the rule's templates for the incidents it opens: on the render executor.
+    plan = await run_rendering(detection.renderer, dom.plan_evaluation, rule, previous_groups, samples, histories,
+                               views, now, seasonals)
     await _refine_starts(plan, rule, endpoint, prometheus)
     dry_run_entries = await _carry_out(detection, rule_body, rule, plan, now)
 
@@ -184,6 +191,7 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
         status["dryRun"] = {"wouldOpen": would[-dom.MAX_DRY_RUN:]}
     status["conditions"] = set_condition(conditions, "Degraded", False, "Healthy", "The last evaluation succeeded",
                                          now_dt, generation)
+    status = _with_dropped_samples(status, screened, now_dt, generation, detection.metrics)
     status = with_ready(status, generation, True, "Evaluating",
                         f"{'DryRun: ' if rule.dry_run else ''}{len(samples)} group(s) evaluated, "
                         f"{plan.firing} firing", now_dt)
@@ -263,6 +271,28 @@ async def _refine_starts(plan: dom.Plan, rule: dom.RuleSpec, endpoint: Endpoint,
                 group["startedAt"] = format_time_precise(datetime.fromtimestamp(action.started_at, timezone.utc))
 
 
+def _with_dropped_samples(status: dict[str, Any], screened: dom.Screened, now: datetime, generation: Any,
+                          metrics: IncidentMetrics) -> dict[str, Any]:
+    """``status.droppedSamples`` and the SamplesDropped condition from the evaluation's refused samples
+    (+Inf/-Inf/NaN values, series without a group label); counted in
+    ``detection_rule_samples_dropped_total{reason}``."""
+    for reason, count in screened.dropped.items():
+        metrics.samples_dropped(reason, count)
+    if screened.dropped_count:
+        status["droppedSamples"] = {"count": screened.dropped_count, "reasons": dict(screened.dropped),
+                                    "lastTime": format_time(now), "message": screened.message()[:2000]}
+        reason = max(screened.dropped, key=lambda r: screened.dropped[r])
+        status["conditions"] = set_condition(status.get("conditions"), ConditionType.SAMPLES_DROPPED, True, reason,
+                                             screened.message()[:2000], now, generation)
+    else:
+        status["droppedSamples"] = None
+        if any(c.get("type") == ConditionType.SAMPLES_DROPPED for c in status.get("conditions") or []):
+            status["conditions"] = set_condition(status.get("conditions"), ConditionType.SAMPLES_DROPPED, False,
+                                                 "AllSamplesUsed", "No sample was dropped in the last evaluation",
+                                                 now, generation)
+    return status
+
+
 async def _write_rule_status(api: kube.KubeApi, rule_body: dict[str, Any],
                              status: dict[str, Any]) -> dict[str, Any] | None:
     """Writes the evaluation's status; None when the rule changed since it was read.
@@ -273,7 +303,8 @@ async def _write_rule_status(api: kube.KubeApi, rule_body: dict[str, Any],
     """
     meta = rule_body["metadata"]
     version = meta.get("resourceVersion")
-    wanted = {k: v for k, v in status.items() if v is not None}
+    # JSON has no +Inf or NaN: a status holding one would be refused by the API server at every write.
+    wanted = finite_only({k: v for k, v in status.items() if v is not None})
 
     def compute(current: dict[str, Any]) -> dict[str, Any] | None:
         if current["metadata"].get("resourceVersion") != version:
@@ -485,7 +516,7 @@ async def _write_signal(api: kube.KubeApi, incident: dict[str, Any],
     """Writes ``status.signal`` (as ``signal_of`` the incident as it is) unless it already holds it."""
 
     def compute(current: dict[str, Any]) -> dict[str, Any] | None:
-        signal = signal_of(current)
+        signal = finite_only(signal_of(current))
         return None if (current.get("status") or {}).get("signal") == signal else {"signal": signal}
 
     meta = incident["metadata"]

@@ -39,6 +39,7 @@ from ..config import OperatorConfig
 from ..domain.notify import comms, handoff
 from ..domain.notify import book as book_ops
 from ..domain.common.timeutil import format_time, utcnow
+from .rendering import RenderExecutor, run_rendering
 
 log = logging.getLogger(__name__)
 INCIDENTS = kube.INCIDENTS
@@ -83,7 +84,8 @@ class Pass:
 
 class Notifier:
     def __init__(self, api: kube.KubeApi, config: OperatorConfig, *, policies: notify.PolicyCache | None = None,
-                 clock: Callable[[], datetime] = utcnow, rand: Callable[[], float] = random.random):
+                 clock: Callable[[], datetime] = utcnow, rand: Callable[[], float] = random.random,
+                 renderer: RenderExecutor | None = None):
         self.kube = api
         self.config = config
         self.settings = config.delivery
@@ -94,6 +96,8 @@ class Notifier:
         self.rand = rand
         # Bounds the sends in flight across all incidents (``notifications.concurrency``).
         self._send_slots = asyncio.Semaphore(self.settings.concurrency)
+        # Draft templates (tenant overrides) render on the render executor, off the event loop.
+        self.renderer = renderer
 
     async def deliver_due(self, body: dict[str, Any], *, fresh: bool = True) -> Pass:
         """One pass over one incident.
@@ -265,7 +269,7 @@ class Notifier:
         now = self.clock()
         errors = [error] if error else []
         try:
-            drafts = await asyncio.to_thread(comms.render_drafts, body, now, overrides, None, source)
+            drafts = await run_rendering(self.renderer, comms.render_drafts, body, now, overrides, None, source)
             errors += drafts.errors
             data = {f"{kind}.md": text for kind, text in drafts.texts.items()}
             data["statuspage.json"] = json.dumps(comms.statuspage_payload(body, drafts), indent=2)

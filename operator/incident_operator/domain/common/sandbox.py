@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Mapping
 import jinja2
 from jinja2 import nodes
 from jinja2.exceptions import SecurityError
+from jinja2.utils import Namespace
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .text import strip_unsafe
@@ -146,7 +147,7 @@ def text_size(value: object, limit: int, depth: int = 0) -> int:
         items = itertools.chain.from_iterable(value.items())
     elif isinstance(value, (list, tuple, set, frozenset, range)):
         items = value
-    elif isinstance(value, jinja2.runtime.Namespace):
+    elif isinstance(value, Namespace):
         items = itertools.chain.from_iterable(getattr(value, "_Namespace__attrs", {}).items())
     else:
         return 64  # Jinja's helpers (macros, cyclers, loop contexts) print as a short repr
@@ -196,10 +197,10 @@ def _growth(name: str, receiver: object, args: tuple[Any, ...], kwargs: Mapping[
         else:  # the filter: items | join(separator)
             items, separator = receiver, next((v for v in values if isinstance(v, str)), "")
         try:
-            count = len(items)  # type: ignore[arg-type]
+            count = len(items)
         except TypeError:
             return sys.maxsize  # an iterator of unknown length: refuse rather than guess
-        content = text_size(list(items) if count <= MAX_JOIN_ITEMS else (), limit)  # type: ignore[call-overload]
+        content = text_size(list(items) if count <= MAX_JOIN_ITEMS else (), limit)
         return content + count * len(separator) if count <= MAX_JOIN_ITEMS else sys.maxsize
     return size + max(widths + [0])
 
@@ -311,7 +312,8 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         for part in parts:
             total += text_size(part, cap)
             if total > cap:
-                raise LimitExceeded(f"~ would build a value longer than the template limit ({cap} characters)")
+                raise LimitExceeded(f"~ would build a value longer than the template limit ({cap} "
+                                    "characters)")
         budget.spend(1 + total // 1000)
         return "".join(map(str, parts))
 
@@ -348,7 +350,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             self._check_arguments(values[1:] + list(kwargs.values()))
             if values and not isinstance(values[0], (str, Mapping, list, tuple, set, frozenset)) and \
                     hasattr(values[0], "__iter__") and not isinstance(values[0], jinja2.Undefined):
-                # a generator or range (`map(...) | join`): materialise it, boundedly, so its size can be judged
+                # a generator or range (`map(...) | join`): materialise it, boundedly, to judge its size
                 index = next(i for i, a in enumerate(args) if a is values[0])
                 items = list(itertools.islice(values[0], MAX_JOIN_ITEMS + 1))
                 if len(items) > MAX_JOIN_ITEMS:
@@ -466,7 +468,8 @@ def _check_tokens(environment: _Sandbox, source: str) -> None:
                 blocks -= 1
         after_block_begin = False
         if brackets > limits.max_depth or blocks > limits.max_depth:
-            raise LimitExceeded(f"the template nests more than {limits.max_depth} levels deep (line {lineno})")
+            raise LimitExceeded(f"the template nests more than {limits.max_depth} levels deep "
+                                f"(line {lineno})")
 
 
 def _check_tree(tree: nodes.Template, limits: Limits) -> None:
@@ -479,14 +482,16 @@ def _check_tree(tree: nodes.Template, limits: Limits) -> None:
         if count > limits.max_nodes:
             raise LimitExceeded(f"the template has more than {limits.max_nodes} syntax nodes")
         if depth > limits.max_depth * 3:
-            raise LimitExceeded(f"the template's expressions nest more than {limits.max_depth * 3} levels deep")
+            raise LimitExceeded(f"the template's expressions nest more than {limits.max_depth * 3} "
+                                "levels deep")
         if isinstance(node, _REFUSED_NODES):
             raise SecurityError(f"{type(node).__name__.lower()} is not available in templates "
                                 f"(line {node.lineno})")
         if isinstance(node, nodes.For):
             loops += 1
             if loops > limits.max_loop_nesting:
-                raise LimitExceeded(f"for-loops nest more than {limits.max_loop_nesting} deep (line {node.lineno})")
+                raise LimitExceeded(f"for-loops nest more than {limits.max_loop_nesting} deep "
+                                    f"(line {node.lineno})")
         stack.extend((child, depth + 1, loops) for child in node.iter_child_nodes())
 
 
@@ -506,7 +511,8 @@ def _guard(tree: nodes.Template) -> None:
             if isinstance(value, nodes.Concat):
                 setattr(node, field_name, _sized_concat(value))
             elif isinstance(value, list):
-                setattr(node, field_name, [_sized_concat(v) if isinstance(v, nodes.Concat) else v for v in value])
+                setattr(node, field_name,
+                        [_sized_concat(v) if isinstance(v, nodes.Concat) else v for v in value])
 
 
 def _sized_concat(node: nodes.Concat) -> nodes.Filter:
@@ -552,7 +558,8 @@ def render(template_source: str, context: Mapping[str, Any], limits: Limits) -> 
     """Renders ``template_source`` with ``context`` in the sandbox; :class:`TemplateError` on any failure."""
     try:
         # Context values (series labels, tenant text) reach people: no bidi or zero-width characters.
-        return strip_unsafe(_generate(compile_template(template_source, limits), context, limits), multiline=True)
+        text = _generate(compile_template(template_source, limits), context, limits)
+        return strip_unsafe(text, multiline=True)
     except jinja2.TemplateSyntaxError as error:
         message = f"syntax error at line {error.lineno}: {error.message}"
         raise TemplateError("syntax", message, error.lineno) from None

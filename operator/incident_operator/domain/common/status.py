@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
-__all__ = ["status_patch"]
+__all__ = ["status_patch", "finite_only"]
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -17,3 +18,26 @@ def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
         if key not in new:
             patch[key] = None
     return patch
+
+
+def finite_only(value: Any) -> Any:
+    """``value`` without non-finite floats (``inf``, ``-inf``, ``nan``): JSON has no such numbers and the
+    API server refuses a body holding them, so a status carrying one would never be written. A key
+    holding one is left out, a list item holding one is dropped; everything else is kept as it is."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        kept = {}
+        for key, item in value.items():
+            cleaned = finite_only(item)
+            if cleaned is not None or item is None:
+                kept[key] = cleaned
+        return kept
+    if isinstance(value, (list, tuple)):
+        out = []
+        for item in value:
+            cleaned = finite_only(item)
+            if cleaned is not None or item is None:
+                out.append(cleaned)
+        return out
+    return value

@@ -181,10 +181,13 @@ def parse_rule(namespace: str, name: str, spec: Mapping[str, Any]) -> RuleSpec:
     bands = tuple(sorted((PriorityBand(float(b["minValue"]), str(b["priority"])) for b in priority.get("bands") or []),
                          key=lambda b: -b.min_value))
     template = dict(spec.get("incident") or {})
+    # A template is tried once here, with the group labels present (each its own name as value), so
+    # one that exceeds the engine's limits makes the rule Invalid before any evaluation.
+    sample_labels = {str(g): str(g) for g in spec.get("groupLabels") or ()}
     for key in ("title", "description", "service", "team"):
         if template.get(key):
             try:
-                render(str(template[key]), {"labels": {}, "value": 0, "baseline": 0, "threshold": 0,
+                render(str(template[key]), {"labels": sample_labels, "value": 0, "baseline": 0, "threshold": 0,
                                             "rule": name, "namespace": namespace}, RULE_TEXT)
             except TemplateError as error:
                 raise InvalidRule(f"spec.incident.{key}: {_template_problem(error)}") from None
@@ -218,6 +221,63 @@ def group_of(rule: RuleSpec, labels: Mapping[str, str]) -> dict[str, str]:
 
 
 # The group's fingerprint and the incident names are built in names.py.
+
+
+# -- samples the rule refuses ------------------------------------------------------------------------
+
+#: Why a sample was dropped (``status.droppedSamples.reasons`` and the ``reason`` label of
+#: ``detection_rule_samples_dropped_total``).
+NON_FINITE, MISSING_GROUP_LABEL = "NonFinite", "MissingGroupLabel"
+DROP_REASONS = (NON_FINITE, MISSING_GROUP_LABEL)
+
+
+@dataclass
+class Screened:
+    """The samples an evaluation plans with, and how many it refused, by reason."""
+
+    samples: list[tuple[dict[str, str], float]]
+    dropped: dict[str, int] = field(default_factory=dict)
+    missing_labels: tuple[str, ...] = ()  # the group labels the refused series lacked
+
+    @property
+    def dropped_count(self) -> int:
+        return sum(self.dropped.values())
+
+    def message(self) -> str:
+        """A sentence for people: how many samples were dropped, and why."""
+        parts = []
+        if self.dropped.get(NON_FINITE):
+            parts.append(f"{self.dropped[NON_FINITE]} with a value that is not a finite number (+Inf, -Inf or NaN)")
+        if self.dropped.get(MISSING_GROUP_LABEL):
+            parts.append(f"{self.dropped[MISSING_GROUP_LABEL]} without the group label(s) "
+                         f"{', '.join(self.missing_labels) or '?'} (spec.groupLabels)")
+        return (f"{self.dropped_count} sample(s) of the last evaluation were dropped and opened nothing: "
+                + "; ".join(parts))
+
+
+def screen_samples(rule: RuleSpec, samples: Sequence[tuple[Mapping[str, str], float]]) -> Screened:
+    """Refuses, sample by sample, what must never open an incident: a value that is not a finite
+    number (Prometheus answers ``+Inf``, ``-Inf`` and ``NaN``, e.g. a division by zero), and a series
+    without one of the rule's ``groupLabels`` (it would open an incident for an empty group)."""
+    screened = Screened(samples=[])
+    missing: list[str] = []
+    for labels, value in samples:
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            screened.dropped[NON_FINITE] = screened.dropped.get(NON_FINITE, 0) + 1
+            continue
+        absent = [g for g in rule.group_labels if not labels.get(g)]
+        if absent:
+            screened.dropped[MISSING_GROUP_LABEL] = screened.dropped.get(MISSING_GROUP_LABEL, 0) + 1
+            missing.extend(g for g in absent if g not in missing)
+            continue
+        screened.samples.append((dict(labels), float(value)))
+    screened.missing_labels = tuple(missing[:10])
+    return screened
+
+
+def finite_points(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """A history without its non-finite samples (the detectors learn only from numbers)."""
+    return [(t, v) for t, v in points if math.isfinite(v) and math.isfinite(t)]
 
 
 # The newest later incidents (recurrences) listed on an earlier incident (status.signal.laterIncidents).
@@ -567,6 +627,8 @@ def _worth_keeping(record: GroupRecord, state: EpisodeState, known: IncidentView
 
 
 def _template_problem(error: TemplateError) -> str:
+    if error.reason in ("limit", "timeout"):
+        return error.message
     if error.reason == "sandbox":
         return f"template refused by the sandbox: {error.message}"
     if error.reason == "syntax":
