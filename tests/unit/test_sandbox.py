@@ -99,3 +99,63 @@ def test_both_callers_use_this_sandbox():
     import incident_operator.domain.notify.comms as comms
 
     assert rules.render is sandbox.render and comms.sandbox is sandbox
+
+
+# -- issue 14: each limit, with bounded memory ----------------------------------------------------------
+
+import resource  # noqa: E402
+
+HOSTILE = [
+    ("{{ 'x' * 10**8 }}", "repetition would exceed"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "range() of more than"),
+    ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "operations"),
+    ("{% set s = 'ab' * 50 %}{{ s.replace('a', s).replace('a', s).replace('a', s) }}", "replace() would build"),
+    ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "calls nested more than"),
+    ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "unsafe"),
+    ("{{ '{:>99999999}'.format(1) }}", "format() would build"),
+    ("{{ '%9999s%9999s%9999s' % (1, 2, 3) }}", "% formatting would build"),
+    ("{% set a = 'x' * 7000 %}{{ a ~ a ~ a }}", "~ would build"),
+    ("{% macro m() %}{% for i in range(10000) %}{{ 'y' * 9000 }}{% endfor %}{% endmacro %}{{ m() | length }}",
+     "in all (including macro and block output)"),
+    ("{% set x %}{% for i in range(10000) %}" + "y" * 50 + "{% endfor %}{% endset %}{{ x | length }}",
+     "in all (including macro and block output)"),
+    ("{{ ['x' * 9000] * 1000 }}", "repetition would exceed"),
+    ("{{ [[1] * 5000] * 5000 | sum(start=[]) }}", "repetition would exceed"),
+    ("{{ 'x'.center(10**8) }}", "larger than the template limit"),
+    ("{{ " + "(" * 100 + "1" + ")" * 100 + " }}", "nests more than"),
+    ("{{ " + "not " * 500 + "1 }}", "nest"),
+    ("{% for a in range(2) %}{% for b in range(2) %}{% for c in range(2) %}{% for d in range(2) %}"
+     "{% for e in range(2) %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}", "for-loops nest more than"),
+    ("{% include 'other' %}", "include is not available"),
+    ("{{ 'x' + 'y' * 9999 + 'z' * 9999 + 'w' * 9999 }}", "+ would build"),
+    ("{{ 12345678901234567890 ** 99 }}", "larger number"),
+]
+
+
+@pytest.mark.parametrize("limits", PROFILES)
+@pytest.mark.parametrize("source, needle", HOSTILE)
+def test_each_limit_refuses_with_a_clear_error_and_bounded_memory(limits, source, needle):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TemplateError) as error:
+        render(source, {"labels": {"topic": "login"}, "value": 3}, limits)
+    assert needle in error.value.message, error.value.message
+    assert error.value.reason in ("limit", "sandbox", "undefined")
+    grown_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+    assert grown_kib < 50 * 1024, f"peak RSS grew by {grown_kib} KiB"
+
+
+def test_a_long_source_is_refused_at_compile_time():
+    with pytest.raises(TemplateError) as error:
+        render("x" * (RULE_TEXT.max_source + 1), {}, RULE_TEXT)
+    assert error.value.reason == "limit" and "longer than 4000 characters" in error.value.message
+    with pytest.raises(TemplateError) as error:
+        render("{{ 1 }}" * 200, {}, Limits(max_nodes=100))
+    assert "syntax nodes" in error.value.message
+
+
+def test_the_shipped_draft_templates_and_the_default_title_are_well_inside_the_limits():
+    from incident_operator.domain.notify import comms
+
+    for name, source in comms.default_templates().items():
+        sandbox.compile_template(source, DOCUMENT)  # no LimitExceeded
+    assert render(DEFAULT_TITLE, {"rule": "r", "labels": {"a": "1"}}, RULE_TEXT) == "Spike in r: a=1"
