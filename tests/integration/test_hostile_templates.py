@@ -27,7 +27,7 @@ from tools.devenv.processes import wait_until
 HOSTILE_TITLES = {
     "multiply": "{{ 'x' * 10**8 }}",
     "loops": "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
-    "loops-small": "{% for i in range(10000) %}{% for j in range(10000) %}{{ i }}{% endfor %}{% endfor %}",
+    "loops-small": "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",
     "replace": "{% set s = 'ab' * 50 %}{{ s.replace('a', s).replace('a', s).replace('a', s) }}",
     "macro": "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
     "dunder": "{{ ''.__class__.__mro__[1].__subclasses__() }}",
@@ -39,7 +39,8 @@ def rule(name: str, query: str, **spec) -> dict:
     body = {"query": query, "interval": "1s", "for": "0s", "cooldown": "3s",
             "detector": {"type": "threshold", "threshold": {"value": 1}}, "groupLabels": ["topic"]}
     body.update(spec)
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule", "metadata": {"name": name}, "spec": body}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DetectionRule", "metadata": {"name": name},
+            "spec": body}
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_hostile_templates_make_their_rule_invalid_and_other_tenants_are_served_
     messages = {key: invalid(kubectl, f"hostile-{key}")["message"] for key in HOSTILE_TITLES}
     assert "repetition would exceed" in messages["multiply"]
     assert "range() of more than 10000 items" in messages["loops"]
-    assert "operations" in messages["loops-small"] or "output" in messages["loops-small"]
+    assert "more than 50000 operations" in messages["loops-small"]
     assert "replace() would build" in messages["replace"]
     assert "calls nested more than 20 deep" in messages["macro"]
     assert "unsafe" in messages["dunder"]
@@ -107,7 +108,8 @@ def _metric(url: str, name: str, **labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-def test_infinite_nan_and_unlabelled_samples_open_nothing_and_are_reported(kubectl, start_operator, prometheus):
+def test_infinite_nan_and_unlabelled_samples_open_nothing_and_are_reported(
+        kubectl, start_operator, prometheus):
     operator = start_operator({"prometheus": {"url": prometheus.url}})
     query = ('label_replace(vector(1) / 0, "topic", "inf", "", "") or label_replace(-vector(1) / 0, "topic", '
              '"minus", "", "") or label_replace(vector(0) / 0, "topic", "nan", "", "") or vector(100)')
@@ -129,10 +131,12 @@ def test_infinite_nan_and_unlabelled_samples_open_nothing_and_are_reported(kubec
     assert kubectl.list("incidents") == []
     # further evaluations keep writing the status (no 400 for Infinity) and counting
     first = status["lastEvaluationTime"]
-    wait_until(lambda: kubectl.get("detectionrule", "odd-values")["status"]["lastEvaluationTime"] != first, 15,
+    wait_until(lambda: kubectl.get("detectionrule", "odd-values")["status"]["lastEvaluationTime"] != first,
+               15,
                what="a later status write")
     assert _metric(operator.metrics_url, "detection_rule_samples_dropped_total", reason="NonFinite") >= 3
-    assert _metric(operator.metrics_url, "detection_rule_samples_dropped_total", reason="MissingGroupLabel") >= 1
+    assert _metric(operator.metrics_url, "detection_rule_samples_dropped_total",
+                   reason="MissingGroupLabel") >= 1
     assert kubectl.list("incidents") == []
     assert "Traceback" not in operator.log()
 
@@ -173,7 +177,8 @@ def test_generated_hostile_rules_are_refused_or_marked_and_other_tenants_are_ser
         kubectl, kubeconfig, namespace, other_namespace, start_operator, prometheus):
     api = client.CustomObjectsApi(kube_config.new_client_from_config(str(kubeconfig)))
     other = Kubectl(kubeconfig, other_namespace)
-    operator = start_operator({"prometheus": {"url": prometheus.url}}, namespaces=[namespace, other_namespace])
+    operator = start_operator({"prometheus": {"url": prometheus.url}},
+                              namespaces=[namespace, other_namespace])
     accepted: list[str] = []
     counter = iter(range(10_000))
 
