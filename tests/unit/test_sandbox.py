@@ -107,9 +107,11 @@ import resource  # noqa: E402
 
 HOSTILE = [
     ("{{ 'x' * 10**8 }}", "repetition would exceed"),
-    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", "range() of more than"),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+     "range() of more than"),
     ("{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}", "operations"),
-    ("{% set s = 'ab' * 50 %}{{ s.replace('a', s).replace('a', s).replace('a', s) }}", "replace() would build"),
+    ("{% set s = 'ab' * 50 %}{{ s.replace('a', s).replace('a', s).replace('a', s) }}",
+     "replace() would build"),
     ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "calls nested more than"),
     ("{{ ''.__class__.__mro__[1].__subclasses__() }}", "unsafe"),
     ("{{ '{:>99999999}'.format(1) }}", "format() would build"),
@@ -125,7 +127,8 @@ HOSTILE = [
     ("{{ " + "(" * 100 + "1" + ")" * 100 + " }}", "nests more than"),
     ("{{ " + "not " * 500 + "1 }}", "nest"),
     ("{% for a in range(2) %}{% for b in range(2) %}{% for c in range(2) %}{% for d in range(2) %}"
-     "{% for e in range(2) %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}", "for-loops nest more than"),
+     "{% for e in range(2) %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}{% endfor %}",
+     "for-loops nest more than"),
     ("{% include 'other' %}", "include is not available"),
     ("{{ 'x' + 'y' * 9999 + 'z' * 9999 + 'w' * 9999 }}", "+ would build"),
     ("{{ 12345678901234567890 ** 99 }}", "larger number"),
@@ -156,6 +159,6 @@ def test_a_long_source_is_refused_at_compile_time():
 def test_the_shipped_draft_templates_and_the_default_title_are_well_inside_the_limits():
     from incident_operator.domain.notify import comms
 
-    for name, source in comms.default_templates().items():
+    for source in comms.default_templates().values():
         sandbox.compile_template(source, DOCUMENT)  # no LimitExceeded
     assert render(DEFAULT_TITLE, {"rule": "r", "labels": {"a": "1"}}, RULE_TEXT) == "Spike in r: a=1"
