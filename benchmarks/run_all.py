@@ -38,6 +38,8 @@ def main() -> int:
         run("open incidents at scale", [str(HERE / "incidents_scale.py"), "--incidents", "500" if quick else "10000",
                                         "--throughput", "100" if quick else "1000"]
             + ([] if quick else ["--lead", "320", "--deadline-spread", "240"])),
+        run("hostile templates", [str(HERE / "hostile_templates.py"), "--rules", "12" if quick else "24",
+                                  "--seconds", "15" if quick else "30"]),
     ]
     return 0 if all(code == 0 for code in codes) else 1
 
