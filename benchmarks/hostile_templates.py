@@ -69,6 +69,8 @@ def main() -> int:
         peak = [baseline_rss]
         latencies: list[float] = []
         failures = [0]
+        slowest: list[tuple[float, float]] = []  # (latency, seconds after the rules were applied)
+        applied_at = [time.monotonic()]
         stop = threading.Event()
 
         def probe() -> None:
@@ -78,6 +80,7 @@ def main() -> int:
                     url = f"http://127.0.0.1:{operator.health_port}/healthz"
                     with urllib.request.urlopen(url, timeout=5):
                         latencies.append(time.monotonic() - began)
+                    slowest.append((latencies[-1], began - applied_at[0]))
                 except Exception:
                     failures[0] += 1
                 peak[0] = max(peak[0], rss_kib(pid))
@@ -85,7 +88,7 @@ def main() -> int:
 
         prober = threading.Thread(target=probe, daemon=True)
         prober.start()
-        applied = time.monotonic()
+        applied = applied_at[0] = time.monotonic()
         for i in range(args.rules):
             title = TITLES[i % len(TITLES)]
             api.create_namespaced_custom_object(GROUP, VERSION, HOSTILE, "detectionrules", {
@@ -96,6 +99,7 @@ def main() -> int:
                          "incident": {"title": title, "description": title}}})
         # A healthy tenant's incidents, one a second, each timed until the operator has processed it.
         processed: list[float] = []
+        order: list[tuple[float, float]] = []  # (created after the rules were applied, seconds to process)
         invalid_after = None
         n = 0
         while time.monotonic() - applied < args.seconds:
@@ -109,6 +113,7 @@ def main() -> int:
                 body = api.get_namespaced_custom_object(GROUP, VERSION, HEALTHY, "incidents", name)
                 if (body.get("status") or {}).get("priority"):
                     processed.append(time.monotonic() - created)
+                    order.append((created - applied, processed[-1]))
                     break
                 time.sleep(0.05)
             if invalid_after is None:
@@ -132,7 +137,14 @@ def main() -> int:
                   f"p50 {statistics.median(latencies) * 1000:.1f} ms, "
                   f"p99 {latencies[int(0.99 * (len(latencies) - 1))] * 1000:.1f} ms, "
                   f"max {latencies[-1] * 1000:.1f} ms; failed probes: {failures[0]}")
+        if slowest:
+            worst = max(slowest)
+            print(f"slowest /healthz probe: {worst[0] * 1000:.0f} ms, {worst[1]:.1f} s after the rules "
+                  "were applied")
         if processed:
+            late = max(order, key=lambda o: o[1])
+            print(f"slowest incident: created {late[0]:.1f} s after the rules were applied, processed in "
+                  f"{late[1]:.2f} s")
             processed.sort()
             print(f"healthy tenant's incidents processed: {len(processed)} of {n}, p50 "
                   f"{statistics.median(processed):.2f} s, max {processed[-1]:.2f} s after creation")
