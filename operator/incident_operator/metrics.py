@@ -56,7 +56,9 @@ DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 2700, 3600, 7200
 CSAT_BUCKETS = (1, 2, 3, 4, 5)
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # PrometheusError reasons (adapters/prometheus.py); anything else is counted as "Other".
-EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other")
+EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other", "TooManySeries",
+                            "Invalid")
+SUPPRESSED_REASONS = ("RuleBudget", "NamespaceBudget")
 RESPONSE_RESULTS = ("met", "missed")
 # ResponseOnTime reasons (domain/incident/lifecycle.py) once the response is decided.
 RESPONSE_MET_REASONS = ("AcknowledgedInTime",)
@@ -279,6 +281,10 @@ class IncidentMetrics:
         self.evaluations = counter("detection_rule_evaluations", "DetectionRule evaluations, failed or not.")
         self.evaluation_errors = counter("detection_rule_evaluation_errors",
                                          "Failed DetectionRule evaluations.", "reason")
+        self.incidents_suppressed = counter(
+            "incident_operator_incidents_suppressed",
+            "Incidents a DetectionRule would have opened but the incident budget suppressed "
+            "(detection.maxIncidentsPerRule / maxIncidentsPerNamespace), by reason.", "reason")
         self.build_info = Gauge("incident_operator_build_info", "Always 1; the version is a label.",
                                 ["version"], registry=r)
         self.build_info.labels(version or _version()).set(1)
@@ -299,6 +305,8 @@ class IncidentMetrics:
                 self._child(self.responses, priority, result)
         for reason in EVALUATION_ERROR_REASONS:
             self._child(self.evaluation_errors, reason)
+        for reason in SUPPRESSED_REASONS:
+            self._child(self.incidents_suppressed, reason)
 
     # -- births ------------------------------------------------------------------------------------
     def _child(self, metric, *labels: str):
@@ -387,6 +395,10 @@ class IncidentMetrics:
         if error_reason is not None:
             reason = error_reason if error_reason in EVALUATION_ERROR_REASONS else "Other"
             self.evaluation_errors.labels(reason).inc()
+
+    def incident_suppressed(self, reason: str) -> None:
+        """The incident budget refused to open one incident (reason RuleBudget or NamespaceBudget)."""
+        self.incidents_suppressed.labels(reason if reason in SUPPRESSED_REASONS else "RuleBudget").inc()
 
     def rule_succeeded(self, timestamp: float | None = None) -> None:
         """A DetectionRule evaluation succeeded at ``timestamp`` (Unix seconds; default now)."""
