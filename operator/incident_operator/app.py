@@ -7,7 +7,6 @@ calls :func:`run`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
