@@ -201,7 +201,8 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
         status["conditions"] = set_condition(conditions, "Degraded", True, reason, str(error)[:2000], now_dt,
                                              generation)
         status = with_ready(status, generation, False, reason,
-                            "Evaluation failed; no incident is opened from a failed query", now_dt,
+                            f"Evaluation failed; no incident is opened from a failed query: {str(error)[:1000]}",
+                            now_dt,
                             **failure_progress(error.reason, reason, str(error)[:2000]))
         return EvaluationResult(await _write_rule_status(api, rule_body, status), duration, error)
 
