@@ -104,8 +104,8 @@ def test_a_per_rule_url_not_allowed_is_invalid_and_never_gets_the_operator_token
             condition(kubectl.get("detectionrule", "elsewhere"), "Ready")), 30, what="the rule Invalid")
         assert "allowedPrometheusURLs" in ready["message"]
         wait_until(lambda: other.authorizations, 30, what="the allowed URL queried")
-        wait_until(lambda: condition(kubectl.get("detectionrule", "allowed"), "Ready")["reason"] == "Evaluating",
-                   30, what="the allowed rule evaluating")
+        wait_until(lambda: condition(kubectl.get("detectionrule", "allowed"), "Ready")["reason"]
+                   == "Evaluating", 30, what="the allowed rule evaluating")
         assert recording.authorizations == []  # never contacted at all
         assert all(OPERATOR_TOKEN not in (auth or "") for auth in other.authorizations)
         # A URL with user:password@ is refused by the API server itself.
@@ -126,8 +126,8 @@ def test_thousands_of_series_degrade_the_rule_with_too_many_series_and_open_noth
     prefix = "many-" + uuid.uuid4().hex[:4]
     for i in range(3000):
         exporter.set_rate(f"{prefix}-{i}", 5.0)
-    wait_until(lambda: len(prometheus.query(f'support_tickets_created_total{{target="{exporter.target}"}}')) >= 3000,
-               30, what="3000 series scraped")
+    selector = f'support_tickets_created_total{{target="{exporter.target}"}}'
+    wait_until(lambda: len(prometheus.query(selector)) >= 3000, 30, what="3000 series scraped")
     operator = start_operator({"prometheus": {"url": prometheus.url}})
     kubectl.apply(rule("flood", f'target="{exporter.target}"', detector={"type": "threshold",
                                                                          "threshold": {"value": 1}}))
@@ -157,8 +157,8 @@ def test_the_incident_budget_suppresses_the_rest_with_status_and_metric(
     assert len(incidents_of(kubectl, "budget")) == 3
     with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
         text = response.read().decode()
-    wait_until(lambda: any(line.startswith('incident_operator_incidents_suppressed_total{reason="RuleBudget"}')
-                           and float(line.split()[-1]) > 0
+    counter = 'incident_operator_incidents_suppressed_total{reason="RuleBudget"}'
+    wait_until(lambda: any(line.startswith(counter) and float(line.split()[-1]) > 0
                            for line in urllib.request.urlopen(operator.metrics_url, timeout=5).read().decode()
                            .splitlines()), 100, what="the suppressed counter", interval=1)
     assert "incident_operator_incidents_suppressed_total" in text
