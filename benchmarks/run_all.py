@@ -38,6 +38,8 @@ def main() -> int:
         run("open incidents at scale", [str(HERE / "incidents_scale.py"), "--incidents", "500" if quick else "10000",
                                         "--throughput", "100" if quick else "1000"]
             + ([] if quick else ["--lead", "320", "--deadline-spread", "240"])),
+        run("tenant limits: many series and hanging rules vs another namespace",
+            [str(HERE / "tenant_limits.py"), "--series", "5000" if quick else "50000"]),
     ]
     return 0 if all(code == 0 for code in codes) else 1
 
