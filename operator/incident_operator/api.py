@@ -286,6 +286,8 @@ class DetectionRuleStatus(TypedDict, total=False):
     groups: list[dict[str, Any]]
     dryRun: dict[str, Any]
     conditions: list[Condition]
+    droppedGroups: int
+    suppressedIncidents: dict[str, Any]
 
 
 class DetectionRuleBody(TypedDict, total=False):
