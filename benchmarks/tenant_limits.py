@@ -102,6 +102,15 @@ def main() -> int:
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         noisy.apply(rule("flood", "sum by (topic) (support_tickets_created_total)"))
+        # The flood rule first, until refused (the hanging rules then hold the noisy namespace's
+        # slots, and its flood rule would queue behind them).
+        reason = "-"
+        began = time.monotonic()
+        while reason == "-" and time.monotonic() - began < 60:
+            flood = noisy.get("detectionrule", "flood") or {}
+            reason = next((c["reason"] for c in (flood.get("status") or {}).get("conditions", [])
+                           if c["type"] == "Degraded" and c["status"] == "True"), "-")
+            time.sleep(0.5)
         for i in range(args.hanging):
             noisy.apply(rule(f"hang-{i:02d}", "up", prometheus={"url": hanging_url, "timeout": "5m"}))
         quiet.apply(rule("healthy",
@@ -117,9 +126,6 @@ def main() -> int:
         time.sleep(5)
         stop.set()
         watcher.join()
-        flood = noisy.get("detectionrule", "flood") or {}
-        reason = next((c["reason"] for c in (flood.get("status") or {}).get("conditions", [])
-                       if c["type"] == "Degraded"), "-")
         table = Table(title=f"{args.series} series + {args.hanging} hanging-URL rules in one namespace")
         table.add_column("figure")
         table.add_column("value", justify="right")
