@@ -40,6 +40,8 @@ def main() -> int:
             + ([] if quick else ["--lead", "320", "--deadline-spread", "240"])),
         run("hostile templates", [str(HERE / "hostile_templates.py"), "--rules", "12" if quick else "24",
                                   "--seconds", "15" if quick else "30"]),
+        run("tenant limits: many series and hanging rules vs another namespace",
+            [str(HERE / "tenant_limits.py"), "--series", "5000" if quick else "50000"]),
     ]
     return 0 if all(code == 0 for code in codes) else 1
 

@@ -288,6 +288,8 @@ class DetectionRuleStatus(TypedDict, total=False):
     dryRun: dict[str, Any]
     droppedSamples: dict[str, Any]
     conditions: list[Condition]
+    droppedGroups: int
+    suppressedIncidents: dict[str, Any]
 
 
 class DetectionRuleBody(TypedDict, total=False):

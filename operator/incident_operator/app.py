@@ -7,7 +7,6 @@ calls :func:`run`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -30,6 +29,7 @@ from .services.incident_book import IncidentBook
 from .services.incidents import IncidentService
 from .services.notifier import Notifier
 from .services.rendering import RenderExecutor
+from .services.tenant_limits import FairSlots
 
 
 async def run(config: OperatorConfig, *, namespaces: tuple[str, ...], liveness: str,
@@ -90,7 +90,8 @@ def build_context(config: OperatorConfig) -> OperatorContext:
         correlator=correlator,
         detection=Detection(
             kube=api, config=config, prometheus=prometheus, correlator=correlator,
-            slots=asyncio.Semaphore(config.max_concurrent_evaluations),  # across all rules
+            slots=FairSlots(config.max_concurrent_evaluations,  # across all rules, fair across namespaces
+                            config.tenant_limits.max_concurrent_per_namespace),
             incident_book=book, seasonal_cache=SeasonalCache(), metrics=served, renderer=renderer),
         notifier=notifier,
         # One queue for all incidents, ready before the watch delivers anything.

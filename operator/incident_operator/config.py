@@ -52,6 +52,74 @@ class PrometheusConfig:
 
 
 @dataclass(frozen=True)
+class TenantLimits:
+    """``detection``: what one tenant's DetectionRules may use (docs/tenant-limits.md).
+
+    ``allowed_prometheus_urls``: URL prefixes a rule's ``spec.prometheus.url`` may start with (empty:
+    no rule may override the operator's Prometheus). ``max_series``/``max_response_bytes``: the bound
+    on one query's answer. ``max_incidents_per_rule``/``max_incidents_per_namespace``: incidents opened
+    per ``incident_budget_window`` seconds (the rest are suppressed). ``max_timeout``: the cap on a
+    rule's ``spec.prometheus.timeout``. ``max_concurrent_per_namespace``: evaluation slots one
+    namespace may hold at once, within ``maxConcurrentEvaluations``.
+    """
+
+    allowed_prometheus_urls: tuple[str, ...] = ()
+    max_series: int = 100
+    max_response_bytes: int = 8 * 1024 * 1024
+    max_incidents_per_rule: int = 10
+    max_incidents_per_namespace: int = 30
+    incident_budget_window: float = 300.0
+    max_timeout: float = 60.0
+    max_concurrent_per_namespace: int = 4
+
+
+TENANT_LIMIT_KEYS = ("maxConcurrentEvaluations", "allowedPrometheusURLs", "maxSeriesPerEvaluation",
+                     "maxResponseBytes", "maxIncidentsPerRule", "maxIncidentsPerNamespace", "incidentBudgetWindow",
+                     "maxTimeout", "maxConcurrentEvaluationsPerNamespace")
+
+
+def parse_tenant_limits(detection: Mapping[str, Any]) -> TenantLimits:
+    """``detection`` (the keys of :data:`TENANT_LIMIT_KEYS`) over the defaults; ConfigError when wrong."""
+    unknown = sorted(set(detection) - set(TENANT_LIMIT_KEYS))
+    if unknown:
+        raise ConfigError(f"detection: unknown key(s) {', '.join(unknown)} (known: {', '.join(TENANT_LIMIT_KEYS)})")
+    default = TenantLimits()
+
+    def positive(key: str, fallback: int) -> int:
+        value = detection.get(key, fallback)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"detection.{key} must be a positive integer, got {value!r}")
+        return value
+
+    def seconds(key: str, fallback: float) -> float:
+        value = detection.get(key, fallback)
+        try:
+            result = parse_duration(value) if isinstance(value, str) else float(value)
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"detection.{key}: {error}") from None
+        if not result > 0:
+            raise ConfigError(f"detection.{key} must be positive")
+        return result
+
+    urls = detection.get("allowedPrometheusURLs") or []
+    if not isinstance(urls, list) or not all(isinstance(u, str) and u.startswith(("http://", "https://"))
+                                             and "@" not in u.split("/")[2] for u in urls):
+        raise ConfigError("detection.allowedPrometheusURLs must be a list of http(s):// URL prefixes "
+                          "without user:password@")
+    return TenantLimits(
+        allowed_prometheus_urls=tuple(urls),
+        max_series=positive("maxSeriesPerEvaluation", default.max_series),
+        max_response_bytes=positive("maxResponseBytes", default.max_response_bytes),
+        max_incidents_per_rule=positive("maxIncidentsPerRule", default.max_incidents_per_rule),
+        max_incidents_per_namespace=positive("maxIncidentsPerNamespace", default.max_incidents_per_namespace),
+        incident_budget_window=seconds("incidentBudgetWindow", default.incident_budget_window),
+        max_timeout=seconds("maxTimeout", default.max_timeout),
+        max_concurrent_per_namespace=positive("maxConcurrentEvaluationsPerNamespace",
+                                              default.max_concurrent_per_namespace),
+    )
+
+
+@dataclass(frozen=True)
 class IntakeConfig:
     """``intake``: the one server every push-style intake shares (adapters/intake_server.py)."""
 
@@ -87,6 +155,7 @@ class OperatorConfig:
     alertmanager: AlertSettings = field(default_factory=AlertSettings)
     escalation_policies: EscalationPoliciesConfig = field(default_factory=EscalationPoliciesConfig)
     intake: IntakeConfig = field(default_factory=IntakeConfig)
+    tenant_limits: TenantLimits = field(default_factory=TenantLimits)  # parsed `detection` limits
 
     @property
     def intake_port(self) -> int:
@@ -166,6 +235,7 @@ class OperatorConfig:
                 escalation_policies=EscalationPoliciesConfig(
                     **{"namespace": _checked(data, "escalationPolicies", ("namespace",)).get("namespace")}),
                 intake=intake,
+                tenant_limits=parse_tenant_limits(detection),
             )
         except ConfigError:
             raise

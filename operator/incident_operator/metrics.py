@@ -57,9 +57,11 @@ DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 2700, 3600, 7200
 CSAT_BUCKETS = (1, 2, 3, 4, 5)
 EVALUATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # PrometheusError reasons (adapters/prometheus.py); anything else is counted as "Other".
-EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other")
+EVALUATION_ERROR_REASONS = ("Unavailable", "Timeout", "QueryFailed", "BadResponse", "Other", "TooManySeries",
+                            "Invalid")
 # Why a DetectionRule evaluation refuses a sample (domain/detection/rules.py screen_samples).
 SAMPLE_DROP_REASONS = DROP_REASONS + ("Other",)
+SUPPRESSED_REASONS = ("RuleBudget", "NamespaceBudget")
 RESPONSE_RESULTS = ("met", "missed")
 # ResponseOnTime reasons (domain/incident/lifecycle.py) once the response is decided.
 RESPONSE_MET_REASONS = ("AcknowledgedInTime",)
@@ -286,6 +288,10 @@ class IncidentMetrics:
             "detection_rule_samples_dropped",
             "Samples a DetectionRule evaluation refused: reason=NonFinite (+Inf, -Inf, NaN) or "
             "MissingGroupLabel (the series lacks one of spec.groupLabels). They open nothing.", "reason")
+        self.incidents_suppressed = counter(
+            "incident_operator_incidents_suppressed",
+            "Incidents a DetectionRule would have opened but the incident budget suppressed "
+            "(detection.maxIncidentsPerRule / maxIncidentsPerNamespace), by reason.", "reason")
         self.build_info = Gauge("incident_operator_build_info", "Always 1; the version is a label.",
                                 ["version"], registry=r)
         self.build_info.labels(version or _version()).set(1)
@@ -308,6 +314,8 @@ class IncidentMetrics:
             self._child(self.evaluation_errors, reason)
         for reason in SAMPLE_DROP_REASONS:
             self._child(self.dropped_samples, reason)
+        for reason in SUPPRESSED_REASONS:
+            self._child(self.incidents_suppressed, reason)
 
     # -- births ------------------------------------------------------------------------------------
     def _child(self, metric, *labels: str):
@@ -400,6 +408,9 @@ class IncidentMetrics:
     def samples_dropped(self, reason: str, count: int = 1) -> None:
         """An evaluation refused ``count`` samples for ``reason`` (one of SAMPLE_DROP_REASONS)."""
         self.dropped_samples.labels(reason if reason in SAMPLE_DROP_REASONS else "Other").inc(max(count, 0))
+    def incident_suppressed(self, reason: str) -> None:
+        """The incident budget refused to open one incident (reason RuleBudget or NamespaceBudget)."""
+        self.incidents_suppressed.labels(reason if reason in SUPPRESSED_REASONS else "RuleBudget").inc()
 
     def rule_succeeded(self, timestamp: float | None = None) -> None:
         """A DetectionRule evaluation succeeded at ``timestamp`` (Unix seconds; default now)."""

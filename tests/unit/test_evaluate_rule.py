@@ -13,6 +13,7 @@ from incident_operator.config import OperatorConfig
 from incident_operator.domain.detection import rules as dom
 from incident_operator.services.correlation import Correlator
 from incident_operator.services.detection import Detection, evaluate_rule
+from incident_operator.services.tenant_limits import FairSlots
 from tests.unit.fakes import FakeKube
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=timezone.utc)
@@ -28,10 +29,10 @@ class Prometheus:
     def __init__(self, value: float):
         self.value = value
 
-    async def query(self, endpoint, expr, at):
+    async def query(self, endpoint, expr, at, limits=None):
         return [Sample({"topic": "login"}, self.value)]
 
-    async def query_range(self, endpoint, expr, start, end, step):
+    async def query_range(self, endpoint, expr, start, end, step, limits=None):
         return []
 
 
@@ -40,7 +41,7 @@ def scene(value: float = 40.0) -> tuple[FakeKube, Detection]:
     api.put(kube.RULES, {"kind": "DetectionRule", "metadata": {"name": RULE, "namespace": NS}, "spec": SPEC})
     config = OperatorConfig.from_dict({})
     detection = Detection(kube=api, config=config, prometheus=Prometheus(value),  # type: ignore[arg-type]
-                          correlator=Correlator(api, config), slots=asyncio.Semaphore(1), clock=lambda: NOW)
+                          correlator=Correlator(api, config), slots=FairSlots(1, 1), clock=lambda: NOW)
     return api, detection
 
 
@@ -71,7 +72,7 @@ def test_a_rival_evaluation_between_read_and_write_opens_nothing_twice():
     read = api.stored(kube.RULES, NS, RULE)
     rival_api, rival = api, Detection(kube=api, config=detection.config, prometheus=detection.prometheus,
                                       correlator=Correlator(api, detection.config),
-                                      slots=asyncio.Semaphore(1), clock=lambda: NOW)
+                                      slots=FairSlots(1, 1), clock=lambda: NOW)
     # The rival replica evaluates the same rule (from the same read) and wins every write.
     first = evaluate(rival_api, rival, read)
     assert first.rule_body is not None

@@ -91,7 +91,7 @@ operator's defaults apply.
 {{- $_ := set $config "alertmanager" $alertmanager }}
 {{- end }}
 {{- $_ := set $config "timelineLimit" $v.timelineLimit }}
-{{- $_ := set $config "detection" (dict "maxConcurrentEvaluations" $v.detection.maxConcurrentEvaluations) }}
+{{- $_ := set $config "detection" $v.detection }}
 {{- $templates := dict }}
 {{- if $v.templates.configMap }}
 {{- $_ := set $templates "configMap" $v.templates.configMap }}

@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping
 
 from ..metrics import IncidentMetrics
 from ..adapters import kube
-from ..adapters.prometheus import Endpoint, PrometheusClient, PrometheusError
+from ..adapters.prometheus import Endpoint, Limits, PrometheusClient, PrometheusError
 from ..api import ConditionType
 from ..api import (API_VERSION, FINGERPRINT_LABEL, INCIDENT_KIND, INITIAL_STATE, OPERATOR_PRIORITY_ANNOTATION,
                    REOPEN_ON_RELAPSE, RESOLVED_OR_CLOSED, RULE_LABEL, SERVICE_LABEL, Source, State, priority_rank, state_of)
@@ -32,6 +32,7 @@ from ..config import OperatorConfig
 from ..domain.detection import rules as dom
 from ..domain.common.conditions import set_condition
 from ..domain.common.status import finite_only, status_patch
+from ..domain.detection.episodes import FIRING
 from ..domain.detection.health import failure_progress
 from ..domain.incident.lifecycle import DETECTED_AT_ANNOTATION, SOURCE_ANNOTATION
 from ..domain.common.timeutil import format_time, format_time_precise, utcnow
@@ -39,6 +40,7 @@ from .correlation import Correlator
 from .incident_book import IncidentBook, detected_summary
 from .status import with_ready
 from .rendering import RenderExecutor, run_rendering
+from .tenant_limits import FairSlots, IncidentBudget, url_refusal
 
 log = logging.getLogger(__name__)
 SIGNAL_REFRESH_SECONDS = 60
@@ -62,8 +64,8 @@ class Detection:
     prometheus: PrometheusClient
     # Serialises opening incidents with the Alertmanager path (services/correlation.py).
     correlator: Correlator
-    # Bounded concurrency of rule evaluations across all rules.
-    slots: asyncio.Semaphore
+    # Bounded concurrency of rule evaluations across all rules, fair across namespaces.
+    slots: FairSlots
     incident_book: IncidentBook | None = None
     # Seasonal reference windows of baseline rules, fetched once per step (bounded LRU).
     seasonal_cache: "SeasonalCache | None" = field(default_factory=lambda: SeasonalCache())
@@ -72,12 +74,30 @@ class Detection:
     clock: Callable[[], datetime] = utcnow
     # Where the rule's templates are rendered (plan_evaluation), off the event loop; None: inline.
     renderer: RenderExecutor | None = None
+    # Incidents opened per rule and per namespace (services/tenant_limits.py); None: from the config.
+    budget: IncidentBudget | None = None
+
+    def __post_init__(self) -> None:
+        if self.budget is None:
+            limits = self.config.tenant_limits
+            self.budget = IncidentBudget(limits.max_incidents_per_rule, limits.max_incidents_per_namespace,
+                                         limits.incident_budget_window)
 
 
 async def endpoint_for(api: kube.KubeApi, rule_body: Mapping[str, Any], config: OperatorConfig) -> Endpoint:
+    """The rule's Prometheus endpoint. The operator's token goes only to the operator's Prometheus; a
+    per-rule URL must be allowed by ``detection.allowedPrometheusURLs`` and gets only the Secret of
+    the rule's own namespace that the rule names. Refusals raise PrometheusError reason ``Invalid``."""
     override = dict((rule_body.get("spec") or {}).get("prometheus") or {})
+    limits = config.tenant_limits
+    url = str(override.get("url") or "").rstrip("/")
+    own = not url or url == config.prometheus.url.rstrip("/")
     token = None
-    if config.prometheus.bearer_token_file:
+    if not own:
+        refusal = url_refusal(url, limits.allowed_prometheus_urls)
+        if refusal:
+            raise PrometheusError("Invalid", refusal)
+    elif config.prometheus.bearer_token_file:
         with open(config.prometheus.bearer_token_file) as handle:
             token = handle.read().strip()
     ref = override.get("bearerTokenSecretRef")
@@ -87,17 +107,26 @@ async def endpoint_for(api: kube.KubeApi, rule_body: Mapping[str, Any], config: 
         except kube.ApiError as error:  # reported as a degraded rule
             raise PrometheusError("Unavailable", f"cannot read bearer token Secret {ref['name']}/{ref['key']}: "
                                                  f"{type(error).__name__}") from None
-    timeout = config.prometheus.timeout_seconds
+    timeout = min(config.prometheus.timeout_seconds, limits.max_timeout)
     if override.get("timeout"):
         from ..domain.common.durations import parse_duration
-        timeout = parse_duration(override["timeout"])
+        timeout = min(parse_duration(override["timeout"]), limits.max_timeout)
     return Endpoint(
-        url=str(override.get("url") or config.prometheus.url),
+        url=url if not own else config.prometheus.url,
         bearer_token=token,
-        ca_file=config.prometheus.ca_file,
+        ca_file=config.prometheus.ca_file if own else None,
         insecure_skip_verify=bool(override.get("insecureSkipVerify", config.prometheus.insecure_skip_verify)),
         timeout_seconds=timeout,
     )
+
+
+def _limits(config: OperatorConfig) -> Limits:
+    return Limits(max_bytes=config.tenant_limits.max_response_bytes, max_series=config.tenant_limits.max_series)
+
+
+# An evaluation makes a few queries (instant and range together, seasonal windows): it holds its slot
+# for at most this many times the rule's timeout.
+EVALUATION_TIMEOUTS = 4
 
 
 async def incidents_view(api: kube.KubeApi, book: "IncidentBook | None", namespace: str,
@@ -134,24 +163,32 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
     screened = dom.Screened(samples=[])
     histories: dict[str, list[tuple[float, float]]] = {}
     seasonals: dict[str, list[list[float]]] = {}
+    limits = _limits(config)
     try:
         endpoint = await endpoint_for(api, rule_body, config)
-        async with semaphore:
-            points = rule.fetched_history_points
-            step = rule.step_s
-            # The value now and the history before it (for the detector and startedAt) in parallel: one
-            # round trip less between the evaluation tick and the incident. When nothing matches, the
-            # range query is an empty, cheap answer.
-            instant, series = await asyncio.gather(
-                prometheus.query(endpoint, rule.query, now),
-                prometheus.query_range(endpoint, rule.query, now - points * step, now - step / 2, step))
-            screened = dom.screen_samples(rule, [(s.labels, s.value) for s in instant])
-            samples = screened.samples
-            if instant:
-                for labels, values in series:
-                    fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
-                    histories[fp] = dom.finite_points(values)
-                seasonals = await _seasonal_samples(rule, rule_body, endpoint, prometheus, now, seasonal_cache)
+        async with semaphore.slot(rule.namespace):
+            try:
+                async with asyncio.timeout(endpoint.timeout_seconds * EVALUATION_TIMEOUTS):
+                    points = rule.fetched_history_points
+                    step = rule.step_s
+                    # The value now and the history before it (for the detector and startedAt) in parallel:
+                    # one round trip less between the evaluation tick and the incident. When nothing
+                    # matches, the range query is an empty, cheap answer.
+                    instant, series = await asyncio.gather(
+                        prometheus.query(endpoint, rule.query, now, limits),
+                        prometheus.query_range(endpoint, rule.query, now - points * step, now - step / 2, step,
+                                               limits))
+                    screened = dom.screen_samples(rule, [(s.labels, s.value) for s in instant])
+                    samples = screened.samples
+                    if instant:
+                        for labels, values in series:
+                            fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
+                            histories[fp] = dom.finite_points(values)
+                        seasonals = await _seasonal_samples(rule, rule_body, endpoint, prometheus, now,
+                                                            seasonal_cache, limits)
+            except TimeoutError:
+                raise PrometheusError("Timeout", f"the evaluation did not finish within "
+                                                 f"{endpoint.timeout_seconds * EVALUATION_TIMEOUTS:g}s") from None
     except PrometheusError as failure:
         error = failure
     duration = time.monotonic() - began
@@ -165,11 +202,13 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
     conditions = status.get("conditions")
     if error is not None:
         status["lastError"] = str(error)[:2000]
-        reason = "PrometheusUnavailable" if error.reason in ("Unavailable", "Timeout") else "QueryFailed"
+        reason = ("PrometheusUnavailable" if error.reason in ("Unavailable", "Timeout")
+                  else error.reason if error.reason in ("TooManySeries", "Invalid") else "QueryFailed")
         status["conditions"] = set_condition(conditions, "Degraded", True, reason, str(error)[:2000], now_dt,
                                              generation)
         status = with_ready(status, generation, False, reason,
-                            "Evaluation failed; no incident is opened from a failed query", now_dt,
+                            f"Evaluation failed; no incident is opened from a failed query: {str(error)[:1000]}",
+                            now_dt,
                             **failure_progress(error.reason, reason, str(error)[:2000]))
         return EvaluationResult(await _write_rule_status(api, rule_body, status), duration, error)
 
@@ -180,9 +219,18 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
     plan = await run_rendering(detection.renderer, dom.plan_evaluation, rule, previous_groups, samples, histories,
                                views, now, seasonals)
     await _refine_starts(plan, rule, endpoint, prometheus)
-    dry_run_entries = await _carry_out(detection, rule_body, rule, plan, now)
+    dry_run_entries, suppressed = await _carry_out(detection, rule_body, rule, plan, now, previous_groups)
 
     status["groups"] = plan.groups
+    status["droppedGroups"] = plan.dropped_groups
+    if suppressed:
+        before = dict(status.get("suppressedIncidents") or {})
+        status["suppressedIncidents"] = {
+            "total": int(before.get("total") or 0) + sum(suppressed.values()),
+            "lastEvaluation": sum(suppressed.values()), "reason": sorted(suppressed)[0],
+            "lastTime": format_time(now_dt)}
+    elif status.get("suppressedIncidents"):
+        status["suppressedIncidents"] = {**status["suppressedIncidents"], "lastEvaluation": 0}
     status["firingCount"] = plan.firing
     status["lastSuccessfulEvaluationTime"] = format_time(now_dt)
     status.pop("lastError", None)
@@ -194,7 +242,11 @@ async def evaluate_rule(rule_body: dict[str, Any], rule: dom.RuleSpec, detection
     status = _with_dropped_samples(status, screened, now_dt, generation, detection.metrics)
     status = with_ready(status, generation, True, "Evaluating",
                         f"{'DryRun: ' if rule.dry_run else ''}{len(samples)} group(s) evaluated, "
-                        f"{plan.firing} firing", now_dt)
+                        f"{plan.firing} firing"
+                        + (f", {sum(suppressed.values())} incident(s) suppressed by the incident budget"
+                           if suppressed else "")
+                        + (f", {plan.dropped_groups} group(s) beyond the {dom.MAX_GROUPS} kept in status"
+                           if plan.dropped_groups else ""), now_dt)
     detection.metrics.rule_succeeded(now)
     return EvaluationResult(await _write_rule_status(api, rule_body, status), duration)
 
@@ -222,7 +274,8 @@ class SeasonalCache:
 
 async def _seasonal_samples(rule: dom.RuleSpec, rule_body: Mapping[str, Any], endpoint: Endpoint,
                             prometheus: PrometheusClient, now: float,
-                            cache: SeasonalCache | None) -> dict[str, list[list[float]]]:
+                            cache: SeasonalCache | None, limits: Limits | None = None
+                            ) -> dict[str, list[list[float]]]:
     windows = rule.seasonal_windows
     if not windows:
         return {}
@@ -236,7 +289,9 @@ async def _seasonal_samples(rule: dom.RuleSpec, rule_body: Mapping[str, Any], en
     for index, window in enumerate(windows):
         start = anchor - window.lag_s - window.points_before * step
         end = anchor - window.lag_s + window.points_after * step
-        for labels, values in await prometheus.query_range(endpoint, rule.query, start, end, step):
+        answer = await (prometheus.query_range(endpoint, rule.query, start, end, step, limits) if limits
+                        else prometheus.query_range(endpoint, rule.query, start, end, step))
+        for labels, values in answer:
             fp = rule_fingerprint(rule.namespace, rule.name, dom.group_of(rule, labels))
             lists = result.setdefault(fp, [[] for _ in windows])
             lists[index] = [v for _, v in values]
@@ -318,9 +373,15 @@ async def _write_rule_status(api: kube.KubeApi, rule_body: dict[str, Any],
 
 
 async def _carry_out(detection: Detection, rule_body: dict[str, Any], rule: dom.RuleSpec, plan: dom.Plan,
-                     now: float) -> list[dict[str, Any]]:
+                     now: float, previous_groups: list[dict[str, Any]] | None = None
+                     ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Carries out the plan; returns the dry-run entries and the incidents suppressed by the budget (by
+    reason). A suppressed group keeps the state it had before this evaluation, so it opens at a later
+    evaluation once the budget allows (it is not silently forgotten)."""
     api, config = detection.kube, detection.config
     dry_run: list[dict[str, Any]] = []
+    suppressed: dict[str, int] = {}
+    before = {g.get("fingerprint"): g for g in previous_groups or []}
     graph_base = ((rule_body.get("spec") or {}).get("prometheus") or {}).get("graphURL") \
         or config.prometheus.external_url or ((rule_body.get("spec") or {}).get("prometheus") or {}).get("url") \
         or config.prometheus.url
@@ -330,6 +391,12 @@ async def _carry_out(detection: Detection, rule_body: dict[str, Any], rule: dom.
                 dry_run.append({"time": format_time(datetime.fromtimestamp(now, timezone.utc)),
                                 "name": action.incident, "title": action.title, "priority": action.priority,
                                 "labels": action.labels, "value": action.value})
+            elif action.kind == "open" and (refused := _budget_refusal(detection, rule)):
+                suppressed[refused] = suppressed.get(refused, 0) + 1
+                detection.metrics.incident_suppressed(refused)
+                plan.groups = [before[g["fingerprint"]] if g.get("fingerprint") == action.fingerprint else g
+                               for g in plan.groups
+                               if g.get("fingerprint") != action.fingerprint or action.fingerprint in before]
             elif action.kind == "open":
                 opened = await _open_incident(detection, rule, action, graph_base, now)
                 if opened != action.incident:  # joined an alert incident, or continued the episode count
@@ -345,7 +412,15 @@ async def _carry_out(detection: Detection, rule_body: dict[str, Any], rule: dom.
                 await _update_signal(api, rule, action, graph_base, now)
         except kube.NotFound:
             log.info(f"Incident {rule.namespace}/{action.incident} is gone; not updating it")
-    return dry_run
+    if suppressed:
+        plan.firing = sum(1 for g in plan.groups if (g.get("episodeState") or {}).get("phase") == FIRING)
+        log.info(f"Rule {rule.namespace}/{rule.name}: {sum(suppressed.values())} incident(s) suppressed by the "
+                 f"incident budget ({', '.join(sorted(suppressed))})")
+    return dry_run, suppressed
+
+
+def _budget_refusal(detection: Detection, rule: dom.RuleSpec) -> str | None:
+    return detection.budget.take(rule.namespace, rule.name) if detection.budget is not None else None
 
 
 def _needs_refresh(book: "IncidentBook | None", namespace: str, action: dom.Action, now: float) -> bool:

@@ -492,6 +492,7 @@ class Plan:
     groups: list[GroupRecord]
     actions: list[Action] = field(default_factory=list)
     firing: int = 0
+    dropped_groups: int = 0  # groups beyond MAX_GROUPS not kept in the rule's status
 
 
 def _context(rule: RuleSpec, labels: Mapping[str, str], verdict: Verdict) -> dict[str, Any]:
@@ -607,6 +608,7 @@ def plan_evaluation(
             plan.groups.append(record)
 
     plan.groups.sort(key=lambda g: (g["episodeState"].get("phase") == INACTIVE, -float(g["episodeState"].get("lastFiredAt") or 0)))
+    plan.dropped_groups = max(0, len(plan.groups) - MAX_GROUPS)
     plan.groups = plan.groups[:MAX_GROUPS]
     return plan
 
