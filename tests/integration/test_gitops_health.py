@@ -136,7 +136,9 @@ def test_kstatus_and_argocd_read_fresh_invalid_and_healthy_objects(
         assert obj["status"] == {"observedGeneration": 0}, obj.get("status")
         assert obj["metadata"]["generation"] == 1
 
-    start_operator({"prometheus": {"url": prometheus.url}})
+    # The unreachable rule's own URL is allow-listed (docs/tenant-limits.md), so it is tried and fails.
+    start_operator({"prometheus": {"url": prometheus.url},
+                    "detection": {"allowedPrometheusURLs": [f"http://127.0.0.1:{dead_port}"]}})
 
     def settled(case: str, reason: str):
         obj = read(case)

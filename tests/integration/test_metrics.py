@@ -116,9 +116,11 @@ def rule(name: str, **spec) -> dict:
             "spec": body}
 
 
-def operator_config(prometheus) -> dict:
+def operator_config(prometheus, allowed_urls: tuple[str, ...] = ()) -> dict:
     return {
         "prometheus": {"url": prometheus.url},
+        # A rule's own Prometheus URL must be allow-listed (docs/tenant-limits.md).
+        "detection": {"allowedPrometheusURLs": list(allowed_urls)},
         "deadlines": {"response": {"P1": "3s"}, "escalationInterval": {"P1": "3s"}, "maxEscalationLevel": 1},
         "metrics": {"port": free_port(), "newSeriesDelay": f"{NEW_SERIES_DELAY}s"},
     }
@@ -206,7 +208,7 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
                                                                     unreachable_port):
     started = time.time()
     target = "incident-operator-" + uuid.uuid4().hex[:6]
-    operator = start_operator(operator_config(prometheus))
+    operator = start_operator(operator_config(prometheus, (f"http://127.0.0.1:{unreachable_port}",)))
     prometheus.add_target(target, f"127.0.0.1:{operator.metrics_port}")
     prometheus.wait_for_target_up(target)
     panels = Panels(prometheus, started)
@@ -331,7 +333,7 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
             ("Rule evaluations", "A"): expect_between(**{"": (0.2, 10)}),
             ("Rule evaluations", "B"): expect_between(
                 label="reason", Unavailable=(0.2, 10), Timeout=(0, 0), QueryFailed=(0, 0), BadResponse=(0, 0),
-                Other=(0, 0)),
+                Other=(0, 0), TooManySeries=(0, 0), Invalid=(0, 0)),
             ("Rule evaluation duration", "A"): expect_between(**{"": (0, 10)}),
             ("Rule evaluation duration", "B"): expect_between(**{"": (0, 10)}),
             ("Since last successful evaluation", "A"): expect_between(**{"": (0, 15)}),
@@ -366,7 +368,8 @@ def test_dashboard_panels_show_the_lifecycle_and_survive_a_sigkill(kubectl, star
         assert sample(before, "incident_time_to_resolve_seconds_count",
                       priority=priority, service=service) == 1
     operator.kill()
-    replacement = start_operator(operator_config(prometheus), name="restarted")
+    replacement = start_operator(operator_config(prometheus, (f"http://127.0.0.1:{unreachable_port}",)),
+                                 name="restarted")
     prometheus.add_target(target, f"127.0.0.1:{replacement.metrics_port}")
 
     def gauges_rebuilt():
